@@ -1,0 +1,207 @@
+"""Command-line options shared by train.py, train_dist.py and test.py.
+
+The option names and meanings follow the original action-recognition study code, so that its
+command lines keep working. `validate_args` turns invalid combinations into one-line errors and
+returns notes about options that the chosen model or mode ignores.
+"""
+import argparse
+
+from utils.dataset_config import DATASET_CONFIG
+
+BACKBONES = ['resnet', 'inception_v1', 'i3d_resnet', 's3d_resnet', 'i3d', 's3d',
+             'r3d', 'mc3', 'r2plus1d']
+TWO_D_BACKBONES = ('resnet', 'inception_v1')
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description='Video action recognition: train and evaluate 2D and 3D CNNs.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    m = p.add_argument_group('model')
+    m.add_argument('--backbone_net', default='resnet', choices=BACKBONES,
+                   help='model family')
+    m.add_argument('-d', '--depth', default=18, type=int, choices=[18, 34, 50, 101, 152],
+                   help='ResNet depth (resnet, i3d_resnet, s3d_resnet, r3d, mc3, r2plus1d); '
+                        'ignored by the Inception-based families')
+    m.add_argument('--dropout', default=0.5, type=float, help='dropout ratio before the classifier')
+    m.add_argument('--without_t_stride', action='store_true',
+                   help='keep the temporal resolution: no temporal striding (3D) or pooling (2D)')
+    m.add_argument('--pooling_method', default='max', choices=['avg', 'max'],
+                   help='temporal pooling of the 2D models between stages')
+    m.add_argument('--dw_t_conv', action='store_true',
+                   help='depthwise temporal convs (s3d, s3d_resnet only)')
+    m.add_argument('--temporal_module_name', default=None, choices=['TSN', 'TAM', 'TSM'],
+                   help='temporal module of the 2D models (default TSN); ignored by 3D models')
+    m.add_argument('--blending_frames', default=3, type=int, help='TAM: frames blended')
+    m.add_argument('--blending_method', default='sum', choices=['sum', 'max'],
+                   help='TAM: how the blended frames are combined')
+    m.add_argument('--no_dw_conv', action='store_true',
+                   help='TAM: full 1x1 convs instead of depthwise ones')
+    m.add_argument('--shift_div', default=8, type=int,
+                   help='TSM: 1/shift_div of the channels shift each way in time')
+    m.add_argument('--show_model', action='store_true',
+                   help='print the model, its parameters and conv MACs (GFLOPs), and exit')
+
+    d = p.add_argument_group('data')
+    d.add_argument('--dataset', default='synthetic', choices=sorted(DATASET_CONFIG),
+                   help='dataset (list file names, classes, frame names)')
+    d.add_argument('--datadir', default='data/synthetic',
+                   help='dataset root holding the list files and the frame folders; '
+                        'for --dataset synthetic it is generated there if missing')
+    d.add_argument('--groups', default=8, type=int, help='frames per clip')
+    d.add_argument('--frames_per_group', default=1, type=int,
+                   help='uniform sampling: frames per segment (one is kept); '
+                        'dense sampling: the stride between frames')
+    d.add_argument('--dense_sampling', action='store_true',
+                   help='sample consecutive frames at a fixed stride (I3D style) '
+                        'instead of one frame per segment (TSN style)')
+    d.add_argument('--random_sampling', action='store_true',
+                   help='uniform sampling in training: an independent random offset per '
+                        'segment instead of one random offset shared by all segments')
+    d.add_argument('--threed_data', action='store_true',
+                   help='kept for old command lines: every model takes (B, C, T, H, W)')
+    d.add_argument('--input_size', default=224, type=int, help='crop size fed to the model')
+    d.add_argument('--disable_scaleup', action='store_true',
+                   help='evaluation: resize the shorter side to input_size, not input_size*256/224')
+    d.add_argument('--augmentor_ver', default='v1', choices=['v1', 'v2'],
+                   help='training augmentation: v1 multi-scale crop (TSN), '
+                        'v2 random shorter side in --scale_range then random crop')
+    d.add_argument('--scale_range', default=None, type=int, nargs=2,
+                   help='augmentor v2: range of the shorter side '
+                        '(default [256, 320] scaled by input_size/224)')
+    d.add_argument('--modality', default='rgb', choices=['rgb', 'flow'], help='input modality')
+    d.add_argument('--mean', type=float, nargs='+', default=None,
+                   help='per-channel mean (0-1 scale); default ImageNet')
+    d.add_argument('--std', type=float, nargs='+', default=None,
+                   help='per-channel std (0-1 scale); default ImageNet')
+    d.add_argument('--use_lmdb', action='store_true', help='read frames from LMDB databases')
+    d.add_argument('-j', '--workers', default=2, type=int, help='data loading processes')
+    d.add_argument('--max_bad_ratio', default=0.01, type=float,
+                   help='stop when more than this fraction of an epoch\'s videos cannot be read '
+                        '(unreadable ones are replaced and counted up to then)')
+
+    t = p.add_argument_group('training')
+    t.add_argument('-b', '--batch-size', default=8, type=int,
+                   help='clips per iteration (train.py: across all GPUs)')
+    t.add_argument('--lr', default=0.01, type=float, help='initial learning rate')
+    t.add_argument('--lr_scheduler', default='cosine',
+                   choices=['step', 'multisteps', 'cosine', 'plateau'], help='learning-rate schedule')
+    t.add_argument('--lr_steps', default=[15, 30, 45], type=float, nargs='+',
+                   help='step: decay every lr_steps[0] epochs; multisteps: epochs to decay at')
+    t.add_argument('--momentum', default=0.9, type=float, help='SGD momentum')
+    t.add_argument('--nesterov', action='store_true', help='Nesterov momentum')
+    t.add_argument('--weight-decay', '--wd', default=5e-4, type=float, help='weight decay')
+    t.add_argument('--epochs', default=50, type=int, help='epochs to train')
+    t.add_argument('--start-epoch', default=0, type=int,
+                   help='epoch to start at (overridden by --resume)')
+    t.add_argument('--resume', default='', type=str,
+                   help='checkpoint to resume from (model, optimizer, scheduler, epoch, RNG)')
+    t.add_argument('--pretrained', default=None, type=str,
+                   help='weights to start from (train.py) or to evaluate (test.py)')
+    t.add_argument('--no_imagenet_pretrained', action='store_true',
+                   help='train from scratch instead of from ImageNet 2D weights')
+    t.add_argument('--imagenet_weights', default=None, type=str,
+                   help='local file of the ImageNet 2D weights (default: the torch hub cache)')
+    t.add_argument('--clip_gradient', '--cg', default=None, type=float,
+                   help='clip the gradient norm to this value')
+    t.add_argument('--amp', action='store_true',
+                   help='mixed precision: bf16 autocast on CPU; on CUDA see --amp_dtype')
+    t.add_argument('--amp_dtype', default='fp16', choices=['fp16', 'bf16'],
+                   help='CUDA autocast type (fp16 uses a gradient scaler); CPU always uses bf16')
+    t.add_argument('--seed', default=0, type=int, help='random seed')
+    t.add_argument('-e', '--evaluate', action='store_true',
+                   help='train.py: only evaluate --pretrained/--resume on the validation set')
+
+    r = p.add_argument_group('runtime')
+    r.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                   help='auto picks CUDA when available')
+    r.add_argument('--gpu', default=None, type=int,
+                   help='GPU id to use (default: all visible GPUs with DataParallel)')
+    r.add_argument('--disable_cudnn_benchmark', action='store_true',
+                   help='turn off cudnn autotuning (for exact reproducibility on GPU)')
+    r.add_argument('--logdir', default='logs', type=str,
+                   help='where logs, checkpoints and scores go (under <logdir>/<arch_name>/)')
+    r.add_argument('--print-freq', '-p', default=20, type=int,
+                   help='iterations between lines in the text log')
+
+    e = p.add_argument_group('evaluation (test.py)')
+    e.add_argument('--num_crops', default=1, type=int, choices=[1, 3, 5, 10],
+                   help='spatial crops per clip: 1 centre, 3 left/centre/right, '
+                        '5 corners+centre, 10 = 5 and their flips')
+    e.add_argument('--num_clips', default=1, type=int, help='clips per video')
+    e.add_argument('--eval_split', default='val', choices=['val', 'test'],
+                   help='test.py: the list to evaluate')
+
+    dist = p.add_argument_group('distributed (train_dist.py)')
+    dist.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm (CUDA only)')
+    dist.add_argument('--world-size', default=-1, type=int, help='number of nodes (see train_dist.py)')
+    dist.add_argument('--rank', default=-1, type=int, help='node rank')
+    dist.add_argument('--dist-url', default='tcp://127.0.0.1:23456', type=str,
+                      help='rendezvous address')
+    dist.add_argument('--dist-backend', default=None, type=str,
+                      help='nccl on CUDA, gloo on CPU by default')
+    dist.add_argument('--multiprocessing-distributed', action='store_true',
+                      help='spawn one process per GPU on this node')
+    return p
+
+
+def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
+    """Check option combinations; raise SystemExit with one line if invalid.
+
+    Returns human-readable notes about options that are ignored in this configuration.
+    """
+    def fail(msg):
+        raise SystemExit(f'error: {msg}')
+
+    cfg = DATASET_CONFIG[args.dataset]
+    if args.groups < 1 or args.frames_per_group < 1:
+        fail('--groups and --frames_per_group must be at least 1')
+    if args.num_clips < 1:
+        fail('--num_clips must be at least 1')
+    if args.batch_size < 1:
+        fail('-b/--batch-size must be at least 1')
+    if args.modality == 'flow':
+        fail('--modality flow is not supported yet (frames of optical flow come with the '
+             'data-at-scale work)')
+    if args.use_lmdb:
+        fail('--use_lmdb is not supported yet (LMDB storage comes with the data-at-scale work)')
+    if args.num_crops == 10 and not cfg['flip']:
+        fail(f'--num_crops 10 includes flipped crops, which change the labels of '
+             f'--dataset {args.dataset}; use 1, 3 or 5')
+    if args.lr_scheduler == 'step' and len(args.lr_steps) != 1:
+        fail('--lr_scheduler step takes one --lr_steps value (the step size in epochs)')
+    for name in ('mean', 'std'):
+        v = getattr(args, name)
+        if v is not None and len(v) != 3:
+            fail(f'--{name} takes 3 values for rgb input, got {len(v)}')
+    if args.blending_frames < 2 and args.temporal_module_name == 'TAM':
+        fail('--blending_frames must be at least 2 for TAM')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            fail('--device cuda was asked for but CUDA is not available')
+
+    notes = []
+    is_2d = args.backbone_net in TWO_D_BACKBONES
+    if not is_2d and args.temporal_module_name is not None:
+        notes.append(f'--temporal_module_name is ignored by {args.backbone_net} (a 3D model)')
+    if is_2d and args.temporal_module_name is None:
+        args.temporal_module_name = 'TSN'
+    if args.temporal_module_name != 'TAM' and (args.no_dw_conv or args.blending_frames != 3
+                                               or args.blending_method != 'sum'):
+        notes.append('--blending_frames/--blending_method/--no_dw_conv are ignored without TAM')
+    if args.dw_t_conv and args.backbone_net not in ('s3d', 's3d_resnet'):
+        notes.append(f'--dw_t_conv is ignored by {args.backbone_net}')
+    if args.backbone_net in ('inception_v1', 'i3d', 's3d') and args.depth != 18:
+        notes.append(f'-d/--depth is ignored by {args.backbone_net}')
+    if args.threed_data:
+        notes.append('--threed_data is ignored: every model takes (B, C, T, H, W)')
+    if args.sync_bn and entrypoint != 'train_dist':
+        notes.append('--sync-bn is ignored outside train_dist.py')
+    if entrypoint == 'train' and (args.num_crops != 1 or args.num_clips != 1):
+        notes.append('--num_crops/--num_clips are used by test.py; train.py validates '
+                     'one centre crop of one clip')
+    if entrypoint == 'test' and args.resume:
+        notes.append('--resume is ignored by test.py; pass the checkpoint with --pretrained')
+    return notes

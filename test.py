@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Evaluate a checkpoint with --num_clips x --num_crops views per video.
+
+Prints top-1/top-5 and mean class accuracy, and writes per-video scores (.npy) and a CSV of
+top-5 predictions under <logdir>/<run name>/. A list without labels gets predictions only.
+"""
+import csv
+import os
+
+import numpy as np
+import torch
+
+from opts import arg_parser, validate_args
+from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
+                          select_device)
+from utils.run_log import RunLog
+from utils.video_dataset import build_dataset
+
+
+def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average over the classes present of the fraction of their videos predicted right."""
+    pred = scores.argmax(axis=1)
+    accs = [np.mean(pred[labels == c] == c) for c in np.unique(labels)]
+    return 100.0 * float(np.mean(accs))
+
+
+def write_predictions(path: str, dataset, result: dict, class_names: list[str]) -> None:
+    scores, index = result['scores'], result['index']
+    k = min(5, scores.shape[1])
+    top = np.argsort(-scores, axis=1)[:, :k]
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['video', 'label'] + [f'top{i + 1}' for i in range(k)]
+                   + [f'score{i + 1}' for i in range(k)])
+        for row, i in enumerate(index):
+            rec = dataset.records[i]
+            names = [class_names[c] if c < len(class_names) else str(c) for c in top[row]]
+            w.writerow([rec.path, rec.label] + names
+                       + [f'{scores[row, c]:.6f}' for c in top[row]])
+
+
+def main(argv=None) -> dict:
+    args = arg_parser().parse_args(argv)
+    notes = validate_args(args, 'test')
+    runtime = Runtime(device=select_device(args))
+    prepare_data(args, runtime)
+    model, arch, report = load_for_eval(args, runtime)
+    folder = os.path.join(args.logdir, run_name(args, arch))
+    log = RunLog(folder, tensorboard=False)
+    for note in notes:
+        log.info(f'note: {note}')
+    log.info(report)
+
+    dataset = build_dataset(args, args.eval_split, train=False, num_clips=args.num_clips,
+                            num_crops=args.num_crops)
+    views = args.num_clips * args.num_crops
+    # -b bounds the views in one forward pass; a loader batch holds whole videos.
+    loader = make_loader(dataset, args, runtime, train=False,
+                         batch_size=max(1, args.batch_size // views))
+    result = evaluate(model, loader, args, runtime, log, desc=f'test {views} views',
+                      keep_scores=True)
+
+    tag = f'{args.eval_split}_{args.num_clips}clips_{args.num_crops}crops'
+    np.save(os.path.join(folder, f'{tag}_scores.npy'), result['scores'])
+    label_file = os.path.join(args.datadir, 'categories.txt')
+    names = open(label_file).read().split() if os.path.isfile(label_file) else []
+    csv_path = os.path.join(folder, f'{tag}_predictions.csv')
+    write_predictions(csv_path, dataset, result, names)
+
+    ok = (result['labels'] >= 0) & (result['bad_mask'] == 0)
+    if ok.any():
+        result['mean_class_acc'] = mean_class_accuracy(result['scores'][ok], result['labels'][ok])
+        log.info(f'{args.eval_split}: {views} views ({args.num_clips} clips x {args.num_crops} '
+                 f'crops) top1 {result["top1"]:.2f} top5 {result["top5"]:.2f} mean class '
+                 f'accuracy {result["mean_class_acc"]:.2f} on {result["count"]} videos')
+    else:
+        log.info(f'{args.eval_split}: the list has no labels; predictions only')
+    if result['bad']:
+        log.info(f'{result["bad"]} unreadable videos were skipped and are NOT in the accuracy')
+    log.info(f'scores: {os.path.join(folder, tag + "_scores.npy")}\npredictions: {csv_path}')
+    log.close()
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny frame datasets written by the tests themselves."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def write_video(folder: str, frames: int, h: int = 24, w: int = 32, seed: int = 0,
+                tmpl: str = '{:05d}.jpg', start: int = 1) -> None:
+    """A video of `frames` JPEGs whose frame k has mean brightness growing with k."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(frames):
+        img = np.full((h, w, 3), 8 * k % 256, np.uint8) + rng.integers(0, 4, (h, w, 3), np.uint8)
+        Image.fromarray(img).save(os.path.join(folder, tmpl.format(start + k)), quality=95)
+
+
+@pytest.fixture
+def frame_dataset(tmp_path):
+    """A datadir with train/val/test lists of 6 short videos of 2 classes (synthetic layout)."""
+    root = tmp_path / 'data'
+    lines = []
+    for i in range(6):
+        n = 10 + i
+        write_video(str(root / 'videos' / f'v{i}'), n, seed=i)
+        lines.append(f'videos/v{i} 1 {n} {i % 2}')
+    for split in ('train', 'val', 'test'):
+        (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    (root / 'categories.txt').write_text('a\nb\n')
+    return str(root)

@@ -1,0 +1,106 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from opts import arg_parser, validate_args
+from utils.dataset_config import DATASET_CONFIG, get_dataset_config
+from utils.video_dataset import ListFileError, build_dataset, parse_list_file
+
+
+def args_for(datadir, *extra):
+    args = arg_parser().parse_args(['--datadir', datadir, '--input_size', '16', '--groups', '4',
+                                    *extra])
+    validate_args(args)
+    args.num_classes = 2
+    return args
+
+
+def test_dataset_table():
+    assert DATASET_CONFIG['st2stv2']['num_classes'] == 174
+    assert DATASET_CONFIG['mini_st2stv2']['num_classes'] == 87
+    assert DATASET_CONFIG['kinetics400']['num_classes'] == 400
+    assert DATASET_CONFIG['moments']['num_classes'] == 339
+    assert not DATASET_CONFIG['st2stv2']['flip'] and DATASET_CONFIG['kinetics400']['flip']
+    assert not DATASET_CONFIG['synthetic']['flip']
+    with pytest.raises(KeyError, match='unknown dataset'):
+        get_dataset_config('nope')
+
+
+def test_parse_list_file(tmp_path):
+    f = tmp_path / 'l.txt'
+    f.write_text('a/b 1 30 3\n\nc 5 9 0\n')
+    recs = parse_list_file(str(f), num_classes=4)
+    assert [(r.path, r.start, r.end, r.label, r.num_frames) for r in recs] == [
+        ('a/b', 1, 30, 3, 30), ('c', 5, 9, 0, 5)]
+    f.write_text('a 1 30\nb 1 10\n')
+    assert [r.label for r in parse_list_file(str(f))] == [-1, -1]
+
+
+@pytest.mark.parametrize('content,msg', [
+    ('a 1 30 0\nb 1\n', ':2: expected'),
+    ('a 1 x 0\n', ':1: start, end and label must be integers'),
+    ('a 1 30 0\nb 1 30\n', ':2: some lines have a label'),
+    ('a 30 1 0\n', ':1: frame range'),
+    ('a 1 30 7\n', ':1: label 7 is outside 0..3'),
+])
+def test_list_file_errors_name_file_and_line(tmp_path, content, msg):
+    f = tmp_path / 'bad.txt'
+    f.write_text(content)
+    with pytest.raises(ListFileError, match=msg) as e:
+        parse_list_file(str(f), num_classes=4)
+    assert str(f) in str(e.value)
+
+
+def test_missing_list_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='list file not found'):
+        parse_list_file(str(tmp_path / 'none.txt'))
+
+
+def test_train_sample_deterministic_per_epoch_and_index(frame_dataset):
+    ds = build_dataset(args_for(frame_dataset), 'train', train=True)
+    a, b = ds[2], ds[2]
+    assert a['clip'].shape == (3, 4, 16, 16) and a['clip'].dtype == torch.uint8
+    assert torch.equal(a['clip'], b['clip']) and a['label'] == 0 and a['bad'] == 0
+    others = []
+    for epoch in range(1, 6):
+        ds.set_epoch(epoch)
+        others.append(ds[2]['clip'])
+    ds.set_epoch(0)
+    assert torch.equal(ds[2]['clip'], a['clip'])
+    assert any(not torch.equal(o, a['clip']) for o in others)
+
+
+def test_eval_views_and_frame_order(frame_dataset):
+    args = args_for(frame_dataset)
+    ds = build_dataset(args, 'val', train=False, num_clips=2, num_crops=3)
+    s = ds[5]
+    assert s['clip'].shape == (6, 3, 4, 18, 18)
+    # frame brightness grows with the frame number, so the sampled frames are in order
+    means = s['clip'][0].float().mean(dim=(0, 2, 3))
+    assert torch.all(means[1:] > means[:-1])
+    assert torch.equal(ds[5]['clip'], s['clip'])
+
+
+def test_unreadable_video_replaced_in_training_and_flagged_in_eval(frame_dataset):
+    import shutil
+    shutil.rmtree(os.path.join(frame_dataset, 'videos', 'v1'))          # missing video
+    for k in range(1, 13):                                               # corrupt frames
+        with open(os.path.join(frame_dataset, 'videos', 'v2', f'{k:05d}.jpg'), 'wb') as f:
+            f.write(b'not a jpeg')
+    args = args_for(frame_dataset)
+    train = build_dataset(args, 'train', train=True)
+    s = train[1]
+    assert s['bad'] == 1 and s['index'] == 3          # v1 and v2 skipped, v3 used
+    ev = build_dataset(args, 'val', train=False)
+    e = ev[2]
+    assert e['bad'] == 1 and e['clip'].abs().sum() == 0 and e['clip'].shape == (1, 3, 4, 16, 16)
+
+
+def test_short_videos_filtered(frame_dataset, caplog):
+    args = args_for(frame_dataset)
+    with open(os.path.join(frame_dataset, 'train.txt'), 'a') as f:
+        f.write('videos/v0 1 3 0\n')
+    assert len(build_dataset(args, 'train', train=True)) == 6
+    assert 'shorter than 8 frames' in caplog.text

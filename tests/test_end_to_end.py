@@ -1,0 +1,94 @@
+"""train.py -> resume -> test.py on a tiny synthetic dataset, on the CPU."""
+import csv
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import test as test_entry
+import train as train_entry
+from tools.make_synthetic_dataset import generate
+
+
+@pytest.fixture(scope='module')
+def tiny_synthetic(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('syn') / 'data')
+    generate(root, seed=0, videos_per_class=2, val_per_class=1, height=32, width=40,
+             min_frames=8, max_frames=10, classes=4, progress=False)
+    return root
+
+
+def common(data, logdir):
+    return ['--dataset', 'synthetic', '--datadir', data, '--backbone_net', 'resnet', '-d', '18',
+            '--temporal_module_name', 'TAM', '--groups', '4', '--input_size', '32', '-b', '2',
+            '-j', '0', '--no_imagenet_pretrained', '--logdir', logdir, '--lr', '0.01',
+            '--lr_scheduler', 'step', '--lr_steps', '10']
+
+
+def weights(path):
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def test_train_resume_and_test(tiny_synthetic, tmp_path):
+    data = tiny_synthetic
+    first = train_entry.main(common(data, str(tmp_path / 'a')) + ['--epochs', '1'])
+    folder = first['folder']
+    for name in ('checkpoint.pth.tar', 'model_best.pth.tar', 'log.txt'):
+        assert os.path.isfile(os.path.join(folder, name)), name
+    assert glob.glob(os.path.join(folder, 'events.out.tfevents.*'))
+    ckpt = torch.load(os.path.join(folder, 'checkpoint.pth.tar'), weights_only=False)
+    assert ckpt['epoch'] == 1 and {'optimizer', 'scheduler', 'rng', 'best_top1'} <= set(ckpt)
+
+    # Resuming the 1-epoch checkpoint for a second epoch equals 2 uninterrupted epochs.
+    resumed = train_entry.main(common(data, str(tmp_path / 'b')) + [
+        '--epochs', '2', '--resume', os.path.join(folder, 'checkpoint.pth.tar')])
+    straight = train_entry.main(common(data, str(tmp_path / 'c')) + ['--epochs', '2'])
+    wa = weights(os.path.join(resumed['folder'], 'checkpoint.pth.tar'))
+    wb = weights(os.path.join(straight['folder'], 'checkpoint.pth.tar'))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+    # test.py: 3 clips x 3 crops, scores and predictions written.
+    result = test_entry.main(common(data, str(tmp_path / 'a')) + [
+        '--pretrained', os.path.join(folder, 'checkpoint.pth.tar'),
+        '--num_clips', '3', '--num_crops', '3', '--eval_split', 'test'])
+    n_test = 4
+    scores = np.load(os.path.join(folder, 'test_3clips_3crops_scores.npy'))
+    assert scores.shape == (n_test, 4)
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    with open(os.path.join(folder, 'test_3clips_3crops_predictions.csv')) as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ['video', 'label', 'top1'] and len(rows) == n_test + 1
+    assert result['count'] == n_test and 0 <= result['top1'] <= 100
+    assert 0 <= result['mean_class_acc'] <= 100
+
+
+def test_evaluate_only_and_unlabelled_test_list(tiny_synthetic, tmp_path):
+    data = tiny_synthetic
+    run = train_entry.main(common(data, str(tmp_path / 'a')) + ['--epochs', '1'])
+    ckpt = os.path.join(run['folder'], 'checkpoint.pth.tar')
+    ev = train_entry.main(common(data, str(tmp_path / 'a')) + ['-e', '--pretrained', ckpt])
+    assert ev['count'] == 4
+    # A test list without labels gives predictions only.
+    unlabelled = tmp_path / 'unlabelled'
+    unlabelled.mkdir()
+    os.symlink(os.path.join(data, 'videos'), unlabelled / 'videos')
+    for name in ('train.txt', 'val.txt', 'categories.txt'):
+        (unlabelled / name).write_text(open(os.path.join(data, name)).read())
+    with open(os.path.join(data, 'test.txt')) as f:
+        lines = [' '.join(line.split()[:3]) for line in f if line.strip()]
+    (unlabelled / 'test.txt').write_text('\n'.join(lines) + '\n')
+    res = test_entry.main(common(str(unlabelled), str(tmp_path / 'u')) + [
+        '--pretrained', ckpt, '--eval_split', 'test'])
+    assert res['count'] == 0 and res['scores'].shape[0] == len(lines)
+    assert 'mean_class_acc' not in res
+
+
+def test_show_model_prints_params(capsys):
+    assert train_entry.main(['--show_model', '--backbone_net', 'resnet', '-d', '50',
+                             '--dataset', 'st2stv2', '--temporal_module_name', 'TAM']) is None
+    out = capsys.readouterr().out
+    assert 'parameters: 23,903,918' in out and 'conv MACs' in out

@@ -1,0 +1,198 @@
+"""tools/make_synthetic_dataset.py: layout, determinism, time-reversed pairs, killed runs."""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tools.make_synthetic_dataset as synthetic
+from tools.make_synthetic_dataset import (CLASS_NAMES, SPLITS, ensure_synthetic_dataset,
+                                          generate, render_video, video_rng)
+
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
+                    'make_synthetic_dataset.py')
+TINY = dict(videos_per_class=2, val_per_class=1, height=32, width=40, min_frames=8,
+            max_frames=10, progress=False)
+PAIRS = [('moving_right', 'moving_left'), ('moving_down', 'moving_up'),
+         ('growing', 'shrinking'), ('rotating_clockwise', 'rotating_counterclockwise'),
+         ('appearing', 'disappearing')]
+
+
+def read_list(root, split):
+    with open(os.path.join(root, f'{split}.txt')) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def tree(root):
+    """Every file under root (relative path -> bytes)."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('syn') / 'data')
+    return root, generate(root, seed=0, **TINY)
+
+
+def test_layout_and_lists(tiny):
+    root, summary = tiny
+    with open(os.path.join(root, 'categories.txt')) as f:
+        assert f.read().splitlines() == CLASS_NAMES
+    assert summary['num_classes'] == len(CLASS_NAMES) == 12
+    expected = dict(train=2 * 12, val=12, test=12)
+    seen = set()
+    for split in SPLITS:
+        rows = read_list(root, split)
+        assert len(rows) == expected[split] == summary['videos'][split]
+        labels = [int(label) for *_, label in rows]
+        assert sorted(labels) == sorted(list(range(12)) * (expected[split] // 12))
+        for path, start, end, _ in rows:
+            assert path.startswith('videos/') and path not in seen
+            seen.add(path)
+            assert start == '1' and 8 <= int(end) <= 10
+            frames = sorted(os.listdir(os.path.join(root, path)))
+            assert frames == [f'{k:05d}.jpg' for k in range(1, int(end) + 1)]
+    assert sorted(os.listdir(os.path.join(root, 'videos'))) == sorted(p[7:] for p in seen)
+    with Image.open(os.path.join(root, 'videos', '000000', '00001.jpg')) as img:
+        assert img.format == 'JPEG' and img.mode == 'RGB' and img.size == (40, 32)
+    assert os.path.isfile(os.path.join(root, '.complete'))
+    with open(os.path.join(root, 'README.txt')) as f:
+        assert '--seed 0' in f.read()
+
+
+def test_disk_frames_are_render_video(tiny):
+    """A listed video is render_video() of its (seed, split, label, index), JPEG-encoded."""
+    root, _ = tiny
+    for k, (path, _, end, label) in enumerate(read_list(root, 'val')[:4]):
+        frames, meta = render_video(int(label), video_rng(0, 'val', int(label), k // 12),
+                                    32, 40, min_frames=8, max_frames=10)
+        assert meta['n_frames'] == int(end) == len(frames)
+        for i, frame in enumerate(frames, 1):
+            encoded = io.BytesIO()
+            Image.fromarray(frame).save(encoded, 'JPEG', quality=synthetic.JPEG_QUALITY)
+            with open(os.path.join(root, path, f'{i:05d}.jpg'), 'rb') as f:
+                assert f.read() == encoded.getvalue()
+
+
+def test_deterministic_and_seeded(tmp_path):
+    opts = dict(TINY, classes=4)
+    a = generate(str(tmp_path / 'a'), seed=3, **opts)
+    generate(str(tmp_path / 'b'), seed=3, workers=2, **opts)      # workers change nothing
+    generate(str(tmp_path / 'c'), seed=4, **opts)
+    ta, tb, tc = (tree(str(tmp_path / n)) for n in 'abc')
+    assert a['num_classes'] == 4 and ta['categories.txt'] == b''.join(
+        n.encode() + b'\n' for n in CLASS_NAMES[:4])
+    assert ta == tb
+    frames = [k for k in ta if k.endswith('.jpg')]
+    assert frames and any(ta[k] != tc.get(k) for k in frames)
+
+
+@pytest.mark.parametrize('forward, backward', PAIRS)
+def test_pairs_are_exact_time_reversals(forward, backward):
+    """Same generator state: the partner's video is the same frames in reverse order."""
+    for seed in range(3):
+        fa, _ = render_video(forward, seed, 32, 40, n_frames=9)
+        fb, _ = render_video(backward, seed, 32, 40, n_frames=9)
+        assert np.array_equal(fa[::-1], fb)
+        assert not np.array_equal(fa, fb)
+
+
+def test_forward_classes_move_forward():
+    for seed in range(10):
+        rng = lambda: np.random.default_rng(seed)
+        _, m = render_video('moving_right', rng(), 128, 160, n_frames=24)
+        assert m['center'][-1, 0] - m['center'][0, 0] >= 0.45 * 160 - 1e-6
+        _, m = render_video('moving_down', rng(), 128, 160, n_frames=24)
+        assert m['center'][-1, 1] - m['center'][0, 1] >= 0.45 * 128 - 1e-6
+        _, m = render_video('growing', rng(), 128, 160, n_frames=24)
+        assert np.all(np.diff(m['radius']) > 0) and m['radius'][-1] >= 2 * m['radius'][0]
+        _, m = render_video('rotating_clockwise', rng(), 128, 160, n_frames=24)
+        assert np.all(np.diff(m['angle']) > 0) and m['angle'][-1] - m['angle'][0] >= 2.0
+        _, m = render_video('appearing', rng(), 128, 160, n_frames=24)
+        assert m['alpha'][0] == 0 and m['alpha'][-1] == 1 and np.all(np.diff(m['alpha']) >= 0)
+        for name in ('static_star', 'static_cross'):
+            _, m = render_video(name, rng(), 128, 160, n_frames=24)
+            assert np.ptp(m['center'], 0).max() == 0 and np.ptp(m['radius']) == 0
+
+
+@pytest.mark.parametrize('name, axis, sign', [('moving_left', 0, -1), ('moving_right', 0, 1),
+                                              ('moving_up', 1, -1), ('moving_down', 1, 1)])
+def test_motion_visible_in_pixels(name, axis, sign):
+    """The centroid of what differs from the static background moves the class's way."""
+    for seed in range(5):
+        frames, meta = render_video(name, seed, 64, 80, n_frames=12)
+        diff = np.abs(frames.astype(int) - meta['background']).sum(-1) > 60
+        coords = []
+        for mask in diff:
+            ys, xs = np.nonzero(mask)
+            assert xs.size > 20                      # the object is visible in every frame
+            coords.append((xs.mean(), ys.mean())[axis])
+        travel = sign * (coords[-1] - coords[0]) / (80, 64)[axis]
+        assert travel > 0.3 and np.all(sign * np.diff(coords) > -1)
+
+
+def test_killed_generation_is_redone(tmp_path, capsys):
+    root = str(tmp_path / 'd')
+    opts = dict(TINY, classes=2)
+    generate(root, **opts)
+    whole = tree(root)
+    # As if killed: no .complete, a list missing, a half-written video; plus a file of the user.
+    os.remove(os.path.join(root, '.complete'))
+    os.remove(os.path.join(root, 'test.txt'))
+    os.makedirs(os.path.join(root, 'videos', '999999'))
+    open(os.path.join(root, 'videos', '999999', '00001.jpg'), 'wb').close()
+    with open(os.path.join(root, 'notes.txt'), 'w') as f:
+        f.write('mine')
+    assert ensure_synthetic_dataset(root, **opts)['num_classes'] == 2
+    assert 'Generating the synthetic dataset' in capsys.readouterr().out
+    again = tree(root)
+    assert again.pop('notes.txt') == b'mine'
+    assert again == whole
+
+
+def test_ensure_is_a_no_op_when_complete(tiny, monkeypatch, capsys):
+    root, _ = tiny
+    before = tree(root)
+
+    def fail(*args, **kwargs):
+        raise AssertionError('generate called on a complete dataset')
+    monkeypatch.setattr(synthetic, 'generate', fail)
+    assert ensure_synthetic_dataset(root, **TINY) is None
+    assert capsys.readouterr().out == '' and tree(root) == before
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path):
+    foreign = tmp_path / 'foreign'
+    (foreign / 'videos').mkdir(parents=True)               # even with a videos/ folder
+    (foreign / 'train.txt').write_text('my real dataset\n')
+    with pytest.raises(FileExistsError, match='not written by'):
+        generate(str(foreign), **TINY)
+    with pytest.raises(SystemExit, match='error: '):
+        ensure_synthetic_dataset(str(foreign), **TINY)
+    assert (foreign / 'train.txt').read_text() == 'my real dataset\n'
+    assert os.listdir(foreign / 'videos') == []
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert generate(str(empty), **dict(TINY, classes=1))['videos']['train'] == 2
+
+
+def test_command_line_matches_generate(tmp_path):
+    out = subprocess.run([sys.executable, TOOL, '--help'], capture_output=True, text=True)
+    assert out.returncode == 0 and '--videos_per_class' in out.stdout
+    assert 'moving_left' in out.stdout
+    root = str(tmp_path / 'cli')
+    subprocess.run([sys.executable, TOOL, '--root', root, '--seed', '5', '--videos_per_class',
+                    '2', '--val_per_class', '1', '--height', '32', '--width', '40',
+                    '--min_frames', '8', '--max_frames', '10', '--classes', '2', '-q'],
+                   check=True, capture_output=True)
+    generate(str(tmp_path / 'api'), seed=5, **dict(TINY, classes=2))
+    assert tree(root) == tree(str(tmp_path / 'api'))

@@ -1,0 +1,179 @@
+"""Clip transforms: every spatial augmentation and evaluation crop of the toolkit.
+
+A clip is a uint8 tensor (T, C, H, W). Clips stay uint8 (the device converts and normalises
+them), each operation treats the whole clip at once, and crops come before resizes so the
+resize touches only the pixels that are kept. Randomness comes from the numpy Generator passed
+in, never from global state.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of a (T, C, H, W) uint8 clip to `size` = (h, w)."""
+    if tuple(clip.shape[-2:]) == tuple(size):
+        return clip
+    # channels_last is the layout decoded frames have, and the fastest uint8 resize path.
+    clip = clip.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(clip, size=size, mode='bilinear', antialias=True, align_corners=False)
+
+
+def resize_shorter(clip: torch.Tensor, shorter: int) -> torch.Tensor:
+    """Resize so that the shorter side is `shorter`, keeping the aspect ratio."""
+    h, w = clip.shape[-2:]
+    if h <= w:
+        size = (shorter, max(1, int(round(w * shorter / h))))
+    else:
+        size = (max(1, int(round(h * shorter / w))), shorter)
+    return resize(clip, size)
+
+
+def crop(clip: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
+    """Crop a window of the clip (a view, no copy)."""
+    return clip[..., top:top + h, left:left + w]
+
+
+def flip(clip: torch.Tensor) -> torch.Tensor:
+    """Horizontal flip."""
+    return clip.flip(-1)
+
+
+class MultiScaleCrop:
+    """TSN multi-scale crop (augmentation v1): a crop whose sides are chosen from
+    `scales` x the shorter side (aspect distortion at most one scale step), placed at one of
+    13 fixed positions, then resized to input_size x input_size."""
+
+    def __init__(self, input_size: int, scales=(1, .875, .75, .66), max_distort: int = 1):
+        self.input_size = input_size
+        self.scales = scales
+        self.max_distort = max_distort
+
+    def box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        base = min(h, w)
+        sizes = [int(base * s) for s in self.scales]
+        # A side within 3 pixels of the target is snapped to it, as in TSN.
+        sizes = [self.input_size if abs(s - self.input_size) < 3 else s for s in sizes]
+        pairs = [(sh, sw) for i, sh in enumerate(sizes) for j, sw in enumerate(sizes)
+                 if abs(i - j) <= self.max_distort]
+        ch, cw = pairs[rng.integers(len(pairs))]
+        hs, ws = (h - ch) // 4, (w - cw) // 4
+        positions = [(0, 0), (0, 4 * ws), (4 * hs, 0), (4 * hs, 4 * ws), (2 * hs, 2 * ws),
+                     (2 * hs, 0), (2 * hs, 4 * ws), (4 * hs, 2 * ws), (0, 2 * ws),
+                     (hs, ws), (hs, 3 * ws), (3 * hs, ws), (3 * hs, 3 * ws)]
+        top, left = positions[rng.integers(len(positions))]
+        return top, left, ch, cw
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        top, left, ch, cw = self.box(*clip.shape[-2:], rng)
+        return resize(crop(clip, top, left, ch, cw), (self.input_size, self.input_size))
+
+
+class ScaleRandomCrop:
+    """Augmentation v2: the shorter side resized to a random size in `scale_range`
+    (inclusive), then a random input_size x input_size crop. Crops first: only the window that
+    is kept is resized."""
+
+    def __init__(self, input_size: int, scale_range: tuple[int, int]):
+        self.input_size = input_size
+        self.scale_range = scale_range
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        h, w = clip.shape[-2:]
+        shorter = int(rng.integers(self.scale_range[0], self.scale_range[1] + 1))
+        shorter = max(shorter, self.input_size)
+        ratio = shorter / min(h, w)
+        nh, nw = max(self.input_size, round(h * ratio)), max(self.input_size, round(w * ratio))
+        top = int(rng.integers(0, nh - self.input_size + 1))
+        left = int(rng.integers(0, nw - self.input_size + 1))
+        # The window of the original frame that maps onto the crop after scaling.
+        t0, l0 = int(top / ratio), int(left / ratio)
+        size = max(1, int(round(self.input_size / ratio)))
+        win = crop(clip, t0, l0, min(size, h - t0), min(size, w - l0))
+        return resize(win, (self.input_size, self.input_size))
+
+
+class TrainTransform:
+    """The training augmentation: v1 (multi-scale crop) or v2 (scale jitter), then a random
+    horizontal flip where the dataset allows it."""
+
+    def __init__(self, input_size: int, version: str = 'v1', scale_range=None,
+                 allow_flip: bool = True):
+        if version == 'v1':
+            self.spatial = MultiScaleCrop(input_size)
+        elif version == 'v2':
+            if scale_range is None:
+                scale_range = default_scale_range(input_size)
+            self.spatial = ScaleRandomCrop(input_size, tuple(scale_range))
+        else:
+            raise ValueError(f'unknown augmentor version {version!r}')
+        self.allow_flip = allow_flip
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        clip = self.spatial(clip, rng)
+        if self.allow_flip and rng.random() < 0.5:
+            clip = flip(clip)
+        return clip
+
+
+def default_scale_range(input_size: int) -> list[int]:
+    """[256, 320] for 224 inputs, scaled in proportion for other sizes."""
+    return [int(round(input_size * 256 / 224)), int(round(input_size * 320 / 224))]
+
+
+def eval_scale_size(input_size: int, disable_scaleup: bool = False) -> int:
+    """Shorter side before evaluation crops: input_size*256/224, or input_size itself."""
+    return input_size if disable_scaleup else int(round(input_size * 256 / 224))
+
+
+def crop_boxes(h: int, w: int, input_size: int, num_crops: int) -> list[tuple[int, int, int, int]]:
+    """Evaluation crop windows (top, left, h, w) on a frame already resized for evaluation.
+
+    1: centre; 3: full-size squares (side = shorter side) at the start, centre and end of the
+    longer side; 5 (and 10): four corners and centre at input_size.
+    """
+    def centre(s):
+        return (h - s) // 2, (w - s) // 2
+    if num_crops == 1:
+        return [(*centre(input_size), input_size, input_size)]
+    if num_crops == 3:
+        s = min(h, w)
+        if w >= h:
+            return [(0, left, s, s) for left in (0, (w - s) // 2, w - s)]
+        return [(top, 0, s, s) for top in (0, (h - s) // 2, h - s)]
+    if num_crops in (5, 10):
+        s = input_size
+        return [(0, 0, s, s), (0, w - s, s, s), (h - s, 0, s, s), (h - s, w - s, s, s),
+                (*centre(s), s, s)]
+    raise ValueError(f'num_crops must be 1, 3, 5 or 10, got {num_crops}')
+
+
+class EvalTransform:
+    """Evaluation views of one clip: resize the shorter side, then `num_crops` crops.
+    Returns (num_crops, T, C, h, w). 10 crops are the 5 crops and their flips."""
+
+    def __init__(self, input_size: int, scale_size: int, num_crops: int = 1):
+        self.input_size, self.scale_size, self.num_crops = input_size, scale_size, num_crops
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        clip = resize_shorter(clip, self.scale_size)
+        h, w = clip.shape[-2:]
+        if min(h, w) < self.input_size:
+            raise ValueError(f'evaluation scale {self.scale_size} is smaller than input '
+                             f'size {self.input_size}')
+        views = [crop(clip, *b) for b in crop_boxes(h, w, self.input_size, self.num_crops)]
+        if self.num_crops == 10:
+            views += [flip(v) for v in views]
+        return torch.stack([v.contiguous() for v in views])
+
+
+def normalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (..., C, T, H, W) on any device -> float, scaled to [0, 1] and normalised."""
+    c = batch.shape[-4]
+    shape = (c, 1, 1, 1)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=batch.device).view(shape)
+    std = torch.as_tensor(std, dtype=torch.float32, device=batch.device).view(shape)
+    return (batch.float().div_(255.0) - mean) / std

@@ -1,0 +1,183 @@
+"""List files, video records and the video Dataset.
+
+A list file has one video a line: `relative/path start_frame end_frame [label]` (1-based,
+inclusive frame numbers; test lists may have no label). The dataset turns a line into a clip:
+record -> frame indices (utils.sampling) -> frames (utils.storage) -> clip transform
+(utils.transforms) -> uint8 tensor (C, T, H, W), or (V, C, T, H, W) for V evaluation views.
+"""
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils.dataset_config import get_dataset_config
+from utils.sampling import frames_per_clip, sample_indices
+from utils.storage import FolderStorage, FrameReadError
+from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
+
+log = logging.getLogger(__name__)
+
+
+class ListFileError(ValueError):
+    """A malformed list file; the message is `file:line: what is wrong`."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: str
+    start: int
+    end: int
+    label: int  # -1 when the list has no labels
+
+    @property
+    def num_frames(self) -> int:
+        return self.end - self.start + 1
+
+
+def parse_list_file(list_file: str, sep: str = ' ', num_classes: int | None = None
+                    ) -> list[VideoRecord]:
+    """Read a list file; raise ListFileError naming the file and line of the first bad line."""
+    if not os.path.isfile(list_file):
+        raise FileNotFoundError(f'list file not found: {list_file}')
+    records = []
+    labelled = None
+    with open(list_file) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+
+            def bad(what):
+                return ListFileError(f'{list_file}:{lineno}: {what} (line: {line!r})')
+
+            parts = line.split(sep)
+            if len(parts) not in (3, 4):
+                raise bad(f"expected 'path start end [label]', got {len(parts)} fields")
+            try:
+                numbers = [int(p) for p in parts[1:]]
+            except ValueError:
+                raise bad('start, end and label must be integers') from None
+            has_label = len(parts) == 4
+            if labelled is None:
+                labelled = has_label
+            elif labelled != has_label:
+                raise bad('some lines have a label and some do not')
+            start, end = numbers[:2]
+            if start < 0 or end < start:
+                raise bad(f'frame range {start}..{end} is empty or negative')
+            label = numbers[2] if has_label else -1
+            if has_label and (label < 0 or (num_classes is not None and label >= num_classes)):
+                raise bad(f'label {label} is outside 0..{(num_classes or 1) - 1}')
+            records.append(VideoRecord(parts[0], start, end, label))
+    if not records:
+        raise ListFileError(f'{list_file}: no videos listed')
+    return records
+
+
+class VideoDataset(Dataset):
+    """Clips from the videos of a list file.
+
+    Training returns one augmented clip per video with randomness drawn from
+    (seed, epoch, index), so a clip does not depend on worker count or process, and resuming
+    an epoch reproduces it; call `set_epoch` before each epoch. Evaluation returns
+    `num_clips x num_crops` views with no randomness. A video that cannot be read is, in
+    training, replaced by the next readable one; in evaluation returned as zeros; both are
+    flagged by `bad` = 1 in the sample so the engine counts them.
+    """
+
+    def __init__(self, records: list[VideoRecord], storage, groups: int, frames_per_group: int,
+                 dense_sampling: bool, train: bool, transform, random_sampling: bool = False,
+                 num_clips: int = 1, seed: int = 0, max_retries: int = 10):
+        self.records = records
+        self.storage = storage
+        self.groups, self.frames_per_group = groups, frames_per_group
+        self.dense, self.train = dense_sampling, train
+        self.random_sampling, self.num_clips = random_sampling, num_clips
+        self.transform = transform
+        self.seed, self.epoch = seed, 0
+        self.max_retries = max_retries
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self, record: VideoRecord, rng) -> np.ndarray:
+        return sample_indices(record.num_frames, self.groups, self.frames_per_group, self.dense,
+                              self.train, rng, self.random_sampling, self.num_clips)
+
+    def _train_clip(self, record: VideoRecord, rng) -> torch.Tensor:
+        idx = self._indices(record, rng)[0]
+        frames = torch.from_numpy(self.storage.read(record.path, record.start + idx))
+        clip = self.transform(frames.permute(0, 3, 1, 2), rng)         # (T, C, H, W)
+        return clip.permute(1, 0, 2, 3).contiguous()                      # (C, T, H, W)
+
+    def _eval_views(self, record: VideoRecord) -> torch.Tensor:
+        idx = self._indices(record, None)                                  # (clips, T)
+        # Decode and resize each distinct frame once for all clips and crops.
+        unique, inverse = np.unique(idx, return_inverse=True)
+        frames = torch.from_numpy(self.storage.read(record.path, record.start + unique))
+        frames = frames.permute(0, 3, 1, 2)
+        views = [self.transform(frames[torch.from_numpy(inv)])
+                 for inv in inverse.reshape(idx.shape)]                    # (crops, T, C, h, w)
+        views = torch.cat(views)                                           # (V, T, C, h, w)
+        return views.permute(0, 2, 1, 3, 4).contiguous()                   # (V, C, T, h, w)
+
+    def __getitem__(self, index: int) -> dict:
+        if not self.train:
+            record = self.records[index]
+            try:
+                return dict(clip=self._eval_views(record), label=record.label, index=index, bad=0)
+            except FrameReadError as exc:
+                log.warning('skipping unreadable video in evaluation: %s', exc)
+                return dict(clip=self._zeros_like_views(), label=record.label, index=index, bad=1)
+        for attempt in range(self.max_retries + 1):
+            i = (index + attempt) % len(self.records)
+            record = self.records[i]
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            try:
+                clip = self._train_clip(record, rng)
+                return dict(clip=clip, label=record.label, index=i, bad=int(attempt > 0))
+            except FrameReadError as exc:
+                log.warning('replacing unreadable training video: %s', exc)
+        raise FrameReadError(f'{self.max_retries + 1} videos in a row from index {index} could '
+                             f'not be read; is the data directory right?')
+
+    def _zeros_like_views(self) -> torch.Tensor:
+        t = self.transform
+        side = t.scale_size if t.num_crops == 3 else t.input_size
+        views = self.num_clips * t.num_crops
+        frames = frames_per_clip(self.groups, self.frames_per_group, self.dense)
+        return torch.zeros(views, 3, frames, side, side, dtype=torch.uint8)
+
+
+def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: int = 1
+                  ) -> VideoDataset:
+    """The dataset of `split` ('train', 'val' or 'test') as the options describe it."""
+    cfg = get_dataset_config(args.dataset)
+    list_file = os.path.join(args.datadir, cfg[f'{split}_list'])
+    records = parse_list_file(list_file, cfg['sep'], args.num_classes)
+    kept = [r for r in records if r.num_frames >= cfg['min_frames']]
+    if len(kept) < len(records):
+        log.warning('%s: %d videos shorter than %d frames are skipped',
+                    list_file, len(records) - len(kept), cfg['min_frames'])
+    if not kept:
+        raise ListFileError(f'{list_file}: every video is shorter than {cfg["min_frames"]} frames')
+    if train:
+        transform = TrainTransform(args.input_size, args.augmentor_ver, args.scale_range,
+                                   allow_flip=cfg['flip'])
+    else:
+        transform = EvalTransform(args.input_size,
+                                  eval_scale_size(args.input_size, args.disable_scaleup), num_crops)
+    storage = FolderStorage(args.datadir, cfg['image_tmpl'])
+    return VideoDataset(kept, storage, args.groups, args.frames_per_group, args.dense_sampling,
+                        train, transform, args.random_sampling, num_clips, args.seed)
+
+
+def clip_length(args) -> int:
+    """Frames per clip for these options (what the model's time dimension is)."""
+    return frames_per_clip(args.groups, args.frames_per_group, args.dense_sampling)
