@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from models import build_model, count_conv_macs, count_params, load_pretrained
+from models import build_model, count_conv_macs, count_params, load_imagenet, load_pretrained
+from models.weights import imagenet_family
 from utils.checkpoint import resume, save_checkpoint
 from utils.dataset_config import get_dataset_config
 from utils.run_log import RunLog
@@ -305,6 +306,8 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
              f'device {runtime.device}, logs in {folder}')
     if args.pretrained:
         log.info(load_pretrained(model, args.pretrained))
+    elif not args.no_imagenet_pretrained:
+        log.info(load_imagenet(model, imagenet_family(args.backbone_net), args.depth, args.imagenet_weights))
 
     model = wrap_model(model, args, runtime)
     optimizer = make_optimizer(model, args)

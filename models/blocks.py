@@ -1,0 +1,76 @@
+"""Building blocks shared by the families: temporal pooling between stages and shape helpers."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pooled_frames(frames: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:
+    """Frames left after a temporal pooling (or strided temporal conv) of this size."""
+    return (frames + 2 * padding - kernel) // stride + 1
+
+
+class TemporalPool(nn.Module):
+    """Pool time (kernel 3, stride 2, padding 1) of per-frame features, max or average.
+
+    2D models keep frames in the batch dimension, ``(B*T, C, H, W)``; 3D models pass ``(B, C, T, H, W)``.
+    Max pooling pads with -inf and average pooling ignores the padding, so the border frames are
+    pooled from real frames only.
+    """
+
+    def __init__(self, frames: int, method: str = 'max', kernel: int = 3, stride: int = 2, padding: int = 1):
+        super().__init__()
+        if method not in ('max', 'avg'):
+            raise ValueError(f'pooling method must be max or avg, not {method!r}')
+        self.frames, self.method = frames, method
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames_in_batch = x.dim() == 4
+        if frames_in_batch:
+            bt, c, h, w = x.shape
+            x = x.view(bt // self.frames, self.frames, c, h, w).transpose(1, 2)   # (B, C, T, H, W)
+        k, s, p = (self.kernel, 1, 1), (self.stride, 1, 1), (self.padding, 0, 0)
+        if self.method == 'max':
+            x = F.max_pool3d(x, k, s, p)
+        else:
+            # avg_pool3d rejects clips shorter than the kernel even when padded: pad by hand and
+            # divide the sums by the number of real frames in each window.
+            t = x.shape[2]
+            padded = F.pad(x, (0, 0, 0, 0, self.padding, self.padding))
+            sums = F.avg_pool3d(padded, k, s) * self.kernel
+            ones = F.pad(x.new_ones(1, 1, t, 1, 1), (0, 0, 0, 0, self.padding, self.padding))
+            x = sums / (F.avg_pool3d(ones, k, s) * self.kernel)
+        if frames_in_batch:
+            x = x.transpose(1, 2).reshape(-1, c, h, w)
+        return x
+
+    def extra_repr(self) -> str:
+        return f'frames={self.frames}, method={self.method}, kernel={self.kernel}, stride={self.stride}'
+
+
+def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B*T, C, H, W), for 2D networks applied to every frame."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def average_over_time(logits: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*T, classes) per-frame logits -> (B, classes), the mean over frames."""
+    return logits.view(batch, -1, logits.shape[-1]).mean(dim=1)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,184 @@
+"""Loading weights: this project's checkpoints, the original study's release, torchvision's video
+ResNets, and ImageNet 2D weights (inflated into 3D models).
+
+The format of a file is recognised from its keys, so one ``--pretrained PATH`` accepts them all.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import torch
+import torch.nn as nn
+
+# torchvision's ImageNet files, looked up in the torch hub cache by these name patterns.
+IMAGENET_FILES = {
+    'resnet': 'resnet{depth}-*.pth',
+    'inception': 'googlenet-*.pth',
+}
+IMAGENET_URLS = {
+    'resnet18': 'https://download.pytorch.org/models/resnet18-f37072fd.pth',
+    'resnet34': 'https://download.pytorch.org/models/resnet34-b627a593.pth',
+    'resnet50': 'https://download.pytorch.org/models/resnet50-0676ba61.pth',
+    'resnet101': 'https://download.pytorch.org/models/resnet101-63fe2227.pth',
+    'resnet152': 'https://download.pytorch.org/models/resnet152-394f9c45.pth',
+    'inception': 'https://download.pytorch.org/models/googlenet-1378be20.pth',
+}
+CLASSIFIER_KEYS = ('fc.weight', 'fc.bias')
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint file, whatever wraps them, with wrapper prefixes removed.
+
+    Accepts a bare state_dict or a dict holding it under ``state_dict`` or ``model``; removes the
+    ``module.`` prefix of DataParallel/DDP and ``_orig_mod.`` of torch.compile.
+    """
+    if not os.path.isfile(path):
+        raise SystemExit(f'error: weights file not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:  # older checkpoints pickle argparse namespaces etc.; only load files you trust
+        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    state = ckpt
+    if isinstance(ckpt, dict):
+        for key in ('state_dict', 'model'):
+            if isinstance(ckpt.get(key), dict):
+                state = ckpt[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SystemExit(f'error: {path} holds no state_dict (expected a dict of tensors, '
+                         f'or a checkpoint with a "state_dict" entry)')
+    return {re.sub(r'^(module\.|_orig_mod\.)+', '', k): v for k, v in state.items()}
+
+
+def from_torchvision_video(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename torchvision's r3d/mc3/r2plus1d keys to this project's (``stem.0`` -> ``conv1``, ...).
+
+    torchvision wraps each conv with its BatchNorm: ``layerX.Y.convN.0`` is the conv (itself a
+    Sequential for R(2+1)D) and ``layerX.Y.convN.1`` its BN, here ``convN`` and ``bnN``.
+    """
+    r2plus1d_stem = 'stem.3.weight' in state
+    stem = ({'stem.0.': 'conv1.0.', 'stem.1.': 'conv1.1.', 'stem.3.': 'conv1.3.', 'stem.4.': 'bn1.'}
+            if r2plus1d_stem else {'stem.0.': 'conv1.', 'stem.1.': 'bn1.'})
+    out = {}
+    for key, value in state.items():
+        for old, new in stem.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+        key = re.sub(r'^(layer\d\.\d+)\.conv(\d)\.([01])\.',
+                     lambda m: f'{m[1]}.{"conv" if m[3] == "0" else "bn"}{m[2]}.', key)
+        out[key] = value
+    return out
+
+
+def detect_format(state: dict[str, torch.Tensor]) -> str:
+    if any(k.startswith('stem.') for k in state):
+        return 'torchvision video ResNet'
+    return 'this project / original release'
+
+
+def load_pretrained(model: nn.Module, path: str) -> str:
+    """Load the weights of ``path`` into ``model`` and return a one-paragraph report.
+
+    Every key and shape must fit, except the classifier: when its number of classes differs the
+    backbone is loaded and the classifier keeps its fresh initialisation (said in the report).
+    A key or shape that does not fit is an error that lists them.
+    """
+    state = read_state_dict(path)
+    fmt = detect_format(state)
+    if fmt.startswith('torchvision'):
+        state = from_torchvision_video(state)
+    own = model.state_dict()
+    file_classes = state['fc.bias'].numel() if 'fc.bias' in state else None
+    reinit_classifier = all(k in state and k in own and state[k].shape != own[k].shape
+                            for k in CLASSIFIER_KEYS)
+    if reinit_classifier:
+        state = {k: v for k, v in state.items() if k not in CLASSIFIER_KEYS}
+    # BatchNorm's num_batches_tracked is absent from files of old PyTorch versions and harmless to skip
+    missing = [k for k in own if k not in state and not (reinit_classifier and k in CLASSIFIER_KEYS)
+               and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                   for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        lines = ([f'  missing in file: {k}' for k in missing] + [f'  not in model: {k}' for k in unexpected]
+                 + [f'  shape: {k}' for k in wrong_shape])
+        shown = '\n'.join(lines[:40]) + (f'\n  ... and {len(lines) - 40} more' if len(lines) > 40 else '')
+        raise SystemExit(f'error: the weights in {path} ({fmt} format) do not fit the model:\n{shown}')
+    model.load_state_dict(state, strict=False)   # every key was checked above
+    report = f'loaded {len(state)} tensors from {path} ({fmt} format)'
+    if reinit_classifier:
+        report += (f'; the classifier was re-initialised: the file has {file_classes} classes, '
+                   f'the model {own["fc.bias"].numel()}')
+    return report
+
+
+# ----------------------------------------------------------------------------- ImageNet / inflation
+
+def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    """2D weights mapped onto ``model``'s keys: equal shapes copied, 2D kernels inflated to 3D.
+
+    A k x k kernel becomes t x k x k by repeating it t times and dividing by t, so that a static
+    video gives the 3D conv the 2D conv's output on the frame. The spatial conv of a factored
+    1x3x3 -> 3x1x1 pair (``convN.0``) takes the 2D ``convN`` kernel. The classifier is left out.
+    Returns the mapped weights and the model keys that received nothing.
+    """
+    out, left = {}, []
+    for key, target in model.state_dict().items():
+        source = state2d.get(key)
+        if source is None:
+            m = re.match(r'^(.*\.conv\d)\.0\.weight$', key)
+            if m and target.dim() == 5 and target.shape[2] == 1:
+                source = state2d.get(m.group(1) + '.weight')
+        if key in CLASSIFIER_KEYS or source is None:
+            left.append(key)
+        elif source.shape == target.shape:
+            out[key] = source.clone()
+        elif source.dim() == 4 and target.dim() == 5 and source.shape == target.shape[:2] + target.shape[3:]:
+            t = target.shape[2]
+            out[key] = source.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
+        else:
+            left.append(key)
+    return out, left
+
+
+def imagenet_family(backbone_net: str) -> str:
+    """Which ImageNet 2D network a family starts from: 'inception' (GoogLeNet) or 'resnet'."""
+    return 'inception' if backbone_net in ('inception_v1', 'i3d', 's3d') else 'resnet'
+
+
+def find_imagenet_file(family: str, depth: int | None = None) -> str | None:
+    """A torchvision ImageNet file in the torch hub cache, if one is there."""
+    pattern = IMAGENET_FILES[family].format(depth=depth)
+    hits = sorted(glob.glob(os.path.join(torch.hub.get_dir(), 'checkpoints', pattern)))
+    return hits[0] if hits else None
+
+
+def load_imagenet(model: nn.Module, family: str, depth: int | None = None, path: str | None = None) -> str:
+    """Initialise ``model`` from ImageNet 2D weights (``family`` 'resnet' or 'inception').
+
+    ``path`` (``--imagenet_weights``) first, then the torch hub cache; the download URL is tried
+    only when neither exists, and a failed download is an error saying how to go on without it.
+    """
+    path = path or find_imagenet_file(family, depth)
+    if path is None:
+        url = IMAGENET_URLS[f'resnet{depth}' if family == 'resnet' else family]
+        try:
+            state2d = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=True)
+        except Exception as e:  # offline machines: say what to do instead
+            raise SystemExit(f'error: no ImageNet weights found for {family}{depth or ""} and the '
+                             f'download of {url} failed ({type(e).__name__}); pass a local file '
+                             f'with --imagenet_weights PATH or train from scratch with '
+                             f'--no_imagenet_pretrained') from None
+        source = url
+    else:
+        state2d, source = read_state_dict(path), path
+    mapped, left = inflate_state_dict(model, state2d)
+    if not mapped:
+        raise SystemExit(f'error: no tensor of {source} fits the model (is it a {family} file?)')
+    model.load_state_dict(mapped, strict=False)
+    skipped = [k for k in left if not k.endswith('num_batches_tracked')]
+    return (f'initialised {len(mapped)} tensors from ImageNet weights {source}; '
+            f'{len(skipped)} keep their initialisation'
+            + (f' ({", ".join(skipped[:6])}{", ..." if len(skipped) > 6 else ""})' if skipped else ''))
