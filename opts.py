@@ -26,9 +26,11 @@ def arg_parser() -> argparse.ArgumentParser:
                         'ignored by the Inception-based families')
     m.add_argument('--dropout', default=0.5, type=float, help='dropout ratio before the classifier')
     m.add_argument('--without_t_stride', action='store_true',
-                   help='keep the temporal resolution: no temporal striding (3D) or pooling (2D)')
+                   help='keep every frame: no temporal stride in the 3D models, no temporal '
+                        'pooling between stages in the 2D ones (mc3 never reduces time)')
     m.add_argument('--pooling_method', default='max', choices=['avg', 'max'],
-                   help='temporal pooling of the 2D models between stages')
+                   help='pooling of time between stages (resnet, inception_v1, i3d, s3d); '
+                        'the stem pool of i3d_resnet/s3d_resnet; unused by r3d, mc3, r2plus1d')
     m.add_argument('--dw_t_conv', action='store_true',
                    help='depthwise temporal convs (s3d, s3d_resnet only)')
     m.add_argument('--temporal_module_name', default=None, choices=['TSN', 'TAM', 'TSM'],
@@ -195,6 +197,10 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
         notes.append(f'--dw_t_conv is ignored by {args.backbone_net}')
     if args.backbone_net in ('inception_v1', 'i3d', 's3d') and args.depth != 18:
         notes.append(f'-d/--depth is ignored by {args.backbone_net}')
+    if args.backbone_net in ('r3d', 'mc3', 'r2plus1d') and args.pooling_method != 'max':
+        notes.append(f'--pooling_method is ignored by {args.backbone_net} (it has no pooling layer)')
+    if args.backbone_net == 'mc3' and args.without_t_stride:
+        notes.append('--without_t_stride changes nothing for mc3 (its layers never reduce time)')
     if args.threed_data:
         notes.append('--threed_data is ignored: every model takes (B, C, T, H, W)')
     if args.sync_bn and entrypoint != 'train_dist':

@@ -19,6 +19,7 @@ Module names follow the 2D torchvision ResNet and the original study's release (
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -50,12 +51,17 @@ def conv3d_no_temporal(cin: int, cout: int, stride: int, t_stride: int = 1, mid:
     return nn.Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
 
 
-def conv_factored(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None = None) -> nn.Module:
-    """1x3x3 -> BN -> ReLU -> 3x1x1: separable (S3D, mid = out) or (2+1)D (R(2+1)D, mid given)."""
+def conv_factored(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None = None,
+                  depthwise: bool = False) -> nn.Module:
+    """1x3x3 -> BN -> ReLU -> 3x1x1: separable (S3D, mid = out) or (2+1)D (R(2+1)D, mid given).
+
+    ``depthwise`` (``--dw_t_conv``, separable only) makes the 3x1x1 conv per channel.
+    """
     mid = cout if mid is None else mid
+    groups = mid if depthwise and mid == cout else 1
     return nn.Sequential(nn.Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
                          nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-                         nn.Conv3d(mid, cout, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False))
+                         nn.Conv3d(mid, cout, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False, groups=groups))
 
 
 def r2plus1d_mid(cin: int, cout: int) -> int:
@@ -267,9 +273,10 @@ def build_i3d_resnet(args) -> tuple[nn.Module, str]:
 @register('s3d_resnet')
 def build_s3d_resnet(args) -> tuple[nn.Module, str]:
     """The study's separable ResNet3D: each 3x3x3 conv split into 1x3x3 -> BN -> ReLU -> 3x1x1."""
-    model = _resnet3d(args, [conv_factored] * 4, _stem_3x7x7(), nn.BatchNorm3d(64),
-                      stem_pool3d(args.pooling_method))
-    return model, f's3d_resnet{args.depth}' + time_suffix(args)
+    conv = partial(conv_factored, depthwise=getattr(args, 'dw_t_conv', False))
+    model = _resnet3d(args, [conv] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d(args.pooling_method))
+    dw = '-dw' if getattr(args, 'dw_t_conv', False) else ''
+    return model, f's3d_resnet{args.depth}{dw}' + time_suffix(args)
 
 
 @register('r3d')

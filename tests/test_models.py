@@ -383,3 +383,13 @@ def test_temporal_avg_pool_averages_real_frames_only():
     x = torch.arange(1., 6.).view(1, 1, 5, 1, 1)
     torch.testing.assert_close(TemporalPool(5, 'avg')(x).flatten(), torch.tensor([1.5, 3., 4.5]))
     torch.testing.assert_close(TemporalPool(5, 'max')(x).flatten(), torch.tensor([2., 4., 5.]))
+
+
+def test_s3d_resnet_depthwise_temporal_convs():
+    p, _ = size_on_meta(8, 224, backbone_net='s3d_resnet', depth=50)
+    with torch.device('meta'):
+        model, arch = build_model(make_args(backbone_net='s3d_resnet', depth=50, dw_t_conv=True))
+    temporal = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 1, 1)]
+    assert len(temporal) == 16 and all(m.groups == m.in_channels == m.out_channels for m in temporal)
+    saved = sum(m.out_channels * m.in_channels * 3 - m.out_channels * 3 for m in temporal)
+    assert count_params(model) == p - saved and arch == 's3d_resnet50-dw'
