@@ -77,7 +77,9 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='per-channel mean (0-1 scale); default ImageNet')
     d.add_argument('--std', type=float, nargs='+', default=None,
                    help='per-channel std (0-1 scale); default ImageNet')
-    d.add_argument('--use_lmdb', action='store_true', help='read frames from LMDB databases')
+    d.add_argument('--use_lmdb', action='store_true',
+                   help='read frames from the LMDB databases <datadir>/<split>.lmdb written by '
+                        'tools/build_lmdb.py (same list files)')
     d.add_argument('-j', '--workers', default=2, type=int, help='data loading processes')
     d.add_argument('--max_bad_ratio', default=0.01, type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
@@ -166,8 +168,6 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
     if args.modality == 'flow':
         fail('--modality flow is not supported yet (frames of optical flow come with the '
              'data-at-scale work)')
-    if args.use_lmdb:
-        fail('--use_lmdb is not supported yet (LMDB storage comes with the data-at-scale work)')
     if args.num_crops == 10 and not cfg['flip']:
         fail(f'--num_crops 10 includes flipped crops, which change the labels of '
              f'--dataset {args.dataset}; use 1, 3 or 5')

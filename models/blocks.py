@@ -74,3 +74,22 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+class Conv3d(nn.Conv3d):
+    """nn.Conv3d that leaves CPU bf16 autocast for the clips oneDNN gets wrong.
+
+    In torch 2.13 the CPU bf16 weight gradient of a 3D conv is wrong (errors of 1e35, NaN) or the
+    process aborts ("double free or corruption") when the input has fewer frames than the kernel
+    but more than one: a 3x1x1 conv on 2 frames, I3D's 7x7x7 conv1 on 4. Those calls run in
+    float32 (a few small late-stage convs); everything else keeps bf16. Same parameters and keys
+    as nn.Conv3d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.shape[2]
+        if (1 < frames < self.kernel_size[0] and x.device.type == 'cpu'
+                and torch.is_autocast_enabled('cpu')):
+            with torch.autocast('cpu', enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)

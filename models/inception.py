@@ -33,7 +33,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from models.blocks import TemporalPool, average_over_time, frames_to_batch, init_weights, pooled_frames
+from models.blocks import (Conv3d, TemporalPool, average_over_time, frames_to_batch, init_weights,
+                           pooled_frames)
 from models.registry import register, time_suffix
 from models.temporal import make_temporal_module, temporal_arch_suffix
 
@@ -61,7 +62,7 @@ class ConvUnit(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel=1, stride=1, padding=0, dims: int = 2):
         super().__init__()
-        conv, bn = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+        conv, bn = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (Conv3d, nn.BatchNorm3d)
         self.conv = conv(cin, cout, kernel, stride, padding, bias=False)
         self.bn = bn(cout, eps=BN_EPS)
         self.relu = nn.ReLU(inplace=True)
@@ -81,9 +82,9 @@ class SeparableUnit(nn.Module):
         super().__init__()
         (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = _triple(kernel), _triple(stride), _triple(padding)
         # Same names as a 2D unit for the spatial half, so the ImageNet kernel loads into it.
-        self.conv = nn.Conv3d(cin, cout, (1, kh, kw), (1, sh, sw), (0, ph, pw), bias=False)
+        self.conv = Conv3d(cin, cout, (1, kh, kw), (1, sh, sw), (0, ph, pw), bias=False)
         self.bn = nn.BatchNorm3d(cout, eps=BN_EPS)
-        self.conv_t = nn.Conv3d(cout, cout, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=True,
+        self.conv_t = Conv3d(cout, cout, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=True,
                                 groups=cout if depthwise else 1)
         self.bn_t = nn.BatchNorm3d(cout, eps=BN_EPS)
         self.relu = nn.ReLU(inplace=True)

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from models.blocks import TemporalPool, average_over_time, frames_to_batch, init_weights, pooled_frames
+from models.blocks import Conv3d, TemporalPool, average_over_time, frames_to_batch, init_weights, pooled_frames
 from models.registry import register, time_suffix
 from models.temporal import make_temporal_module, temporal_arch_suffix
 
@@ -43,12 +43,12 @@ def conv2d(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None 
 
 def conv3d(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None = None) -> nn.Module:
     """Full 3x3x3."""
-    return nn.Conv3d(cin, cout, 3, (t_stride, stride, stride), 1, bias=False)
+    return Conv3d(cin, cout, 3, (t_stride, stride, stride), 1, bias=False)
 
 
 def conv3d_no_temporal(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None = None) -> nn.Module:
     """1x3x3 on 5D tensors (MC3's upper layers): no temporal extent, no temporal stride."""
-    return nn.Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+    return Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
 
 
 def conv_factored(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int | None = None,
@@ -59,9 +59,9 @@ def conv_factored(cin: int, cout: int, stride: int, t_stride: int = 1, mid: int 
     """
     mid = cout if mid is None else mid
     groups = mid if depthwise and mid == cout else 1
-    return nn.Sequential(nn.Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+    return nn.Sequential(Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
                          nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-                         nn.Conv3d(mid, cout, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False, groups=groups))
+                         Conv3d(mid, cout, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False, groups=groups))
 
 
 def r2plus1d_mid(cin: int, cout: int) -> int:
@@ -101,7 +101,7 @@ class Bottleneck(nn.Module):
                  mid: int | None = None, downsample: nn.Module | None = None,
                  temporal: nn.Module | None = None, dims: int = 3):
         super().__init__()
-        conv1x1 = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv1x1 = nn.Conv2d if dims == 2 else Conv3d
         bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         self.conv1, self.bn1 = conv1x1(inplanes, planes, 1, bias=False), bn(planes)
         self.conv2, self.bn2 = conv(planes, planes, stride, t_stride, mid), bn(planes)
@@ -178,7 +178,7 @@ class ResNet(nn.Module):
                                            nn.BatchNorm2d(out))
             else:
                 downsample = nn.Sequential(
-                    nn.Conv3d(self.inplanes, out, 1, (t_stride, stride, stride), bias=False),
+                    Conv3d(self.inplanes, out, 1, (t_stride, stride, stride), bias=False),
                     nn.BatchNorm3d(out))
         blocks = []
         for j in range(n):
@@ -259,7 +259,7 @@ def _resnet3d(args, convs, stem, stem_bn, stem_pool, mid_width=None, t_strides=N
 
 
 def _stem_3x7x7() -> nn.Module:
-    return nn.Conv3d(3, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
+    return Conv3d(3, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
 
 
 @register('i3d_resnet')
@@ -301,8 +301,8 @@ def build_mc3(args) -> tuple[nn.Module, str]:
 def build_r2plus1d(args) -> tuple[nn.Module, str]:
     """R(2+1)D of Tran et al. (torchvision's r2plus1d_18): every 3x3x3 conv factored into a
     1x3x3 conv to M channels, BN, ReLU and a 3x1x1 conv, M chosen to keep the parameter count."""
-    stem = nn.Sequential(nn.Conv3d(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
+    stem = nn.Sequential(Conv3d(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
                          nn.BatchNorm3d(45), nn.ReLU(inplace=True),
-                         nn.Conv3d(45, 64, (3, 1, 1), 1, (1, 0, 0), bias=False))
+                         Conv3d(45, 64, (3, 1, 1), 1, (1, 0, 0), bias=False))
     model = _resnet3d(args, [conv_factored] * 4, stem, nn.BatchNorm3d(64), None, mid_width=r2plus1d_mid)
     return model, f'r2plus1d{args.depth}' + ('-nots' if args.without_t_stride else '')

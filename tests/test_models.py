@@ -393,3 +393,30 @@ def test_s3d_resnet_depthwise_temporal_convs():
     assert len(temporal) == 16 and all(m.groups == m.in_channels == m.out_channels for m in temporal)
     saved = sum(m.out_channels * m.in_channels * 3 - m.out_channels * 3 for m in temporal)
     assert count_params(model) == p - saved and arch == 's3d_resnet50-dw'
+
+
+def test_missing_imagenet_weights_without_network_is_a_one_line_error(tmp_path, monkeypatch):
+    import models.weights as weights
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))     # empty cache
+    monkeypatch.setitem(weights.IMAGENET_URLS, 'resnet18', 'http://127.0.0.1:9/resnet18.pth')
+    with pytest.raises(SystemExit) as err:
+        load_imagenet(build(depth=18), 'resnet', 18)
+    message = str(err.value)
+    assert '\n' not in message and '--no_imagenet_pretrained' in message and '--imagenet_weights' in message
+
+
+@pytest.mark.parametrize('kernel,frames', [((3, 1, 1), 2), ((3, 3, 3), 2), ((7, 7, 7), 4), ((3, 3, 3), 8)])
+def test_conv3d_weight_gradient_under_cpu_bf16_autocast(kernel, frames):
+    """torch 2.13's CPU bf16 3D conv gets the weight gradient wrong (or aborts) for inputs with
+    fewer frames than the kernel; models.blocks.Conv3d must give the float32 gradient's values."""
+    from models.blocks import Conv3d
+    torch.manual_seed(0)
+    conv = Conv3d(8, 8, kernel, 1, tuple(k // 2 for k in kernel), bias=False)
+    x = torch.randn(2, 8, frames, 8, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = conv(x)
+    y.float().sum().backward()
+    amp_grad, conv.weight.grad = conv.weight.grad.clone(), None
+    conv(x).sum().backward()
+    err = (amp_grad - conv.weight.grad).abs().max() / conv.weight.grad.abs().max()
+    assert err < 0.02

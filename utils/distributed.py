@@ -1,8 +1,17 @@
-"""Distributed helpers: samplers that count every video exactly once, and exact reductions."""
+"""Distributed helpers: process start-up shared by train_dist.py and test.py, samplers that
+count every video exactly once, and exact reductions and gathers."""
+import datetime
+import os
+import socket
+from urllib.parse import urlparse
+
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
+
+# ----------------------------------------------------------------------------- samplers
 
 class ShardSampler(Sampler):
     """Evaluation sampler: rank r takes videos r, r+W, r+2W, ... with no padding, so each video
@@ -25,9 +34,182 @@ def make_sampler(dataset, runtime, train: bool) -> Sampler:
     return ShardSampler(dataset, runtime.rank, runtime.world_size)
 
 
+# ----------------------------------------------------------------------------- collectives
+
 def all_reduce_sum(values: list[float], runtime) -> list[float]:
     """Sum a list of numbers over all processes (float64, so counts stay exact)."""
     device = runtime.device if dist.get_backend() == 'nccl' else torch.device('cpu')
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.cpu().tolist()
+
+
+def gather_by_index(parts: dict, index_key: str = 'index') -> dict:
+    """Concatenate every rank's numpy arrays (all ranks get the result), ordered by dataset
+    index, so the result equals what one process evaluating everything in order gives."""
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, parts)
+    merged = {}
+    for key in parts:
+        arrays = [g[key] for g in gathered if g[key].shape[0]]   # skip empty shards
+        merged[key] = np.concatenate(arrays) if arrays else parts[key]
+    order = np.argsort(merged[index_key], kind='stable')
+    return {k: v[order] for k, v in merged.items()}
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), as DDP does before a
+    training forward, so that evaluation on every rank uses the same model."""
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src)
+
+
+# ----------------------------------------------------------------------------- start-up
+
+def add_launch_options(parser):
+    """Options of the processes' start-up, shared by train_dist.py and test.py."""
+    g = parser.add_argument_group('process start-up (train_dist.py, distributed test.py)')
+    g.add_argument('--nproc_per_node', default=None, type=int,
+                   help='processes per node with --multiprocessing-distributed '
+                        '(default: the number of GPUs; required on the CPU)')
+    g.add_argument('--dist_timeout', default=300, type=int,
+                   help='seconds a process waits for the others (start-up and every '
+                        'collective) before stopping with an error')
+    return parser
+
+
+def launch_from_env():
+    """(rank, local_rank, world_size) set by torchrun or SLURM, or None."""
+    env = os.environ
+    if 'RANK' in env and 'WORLD_SIZE' in env:
+        return int(env['RANK']), int(env.get('LOCAL_RANK', 0)), int(env['WORLD_SIZE'])
+    if 'SLURM_PROCID' in env and 'SLURM_NTASKS' in env and int(env['SLURM_NTASKS']) > 1:
+        return int(env['SLURM_PROCID']), int(env.get('SLURM_LOCALID', 0)), int(env['SLURM_NTASKS'])
+    return None
+
+
+def wants_distribution(args) -> bool:
+    """Whether the options or the environment ask for more than one process."""
+    return (launch_from_env() is not None or args.multiprocessing_distributed
+            or args.world_size > 1)
+
+
+def check_port_free(url: str) -> None:
+    """On the master, a tcp:// port already in use fails with a clear message up front."""
+    parsed = urlparse(url)
+    if parsed.scheme != 'tcp':
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((parsed.hostname, parsed.port))
+        except OSError as exc:
+            raise SystemExit(f'error: cannot listen on {url} ({exc.strerror}); the port is '
+                             f'taken (another run?): pick a free one with --dist-url '
+                             f'tcp://HOST:PORT') from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _spawned(local_rank: int, worker, args, nproc: int, node_rank: int, world_size: int,
+             init_method: str, notes) -> None:
+    """Entry of a process started by mp.spawn: its global rank follows from the node's."""
+    run_rank(worker, node_rank * nproc + local_rank, local_rank, world_size, init_method, args,
+             nproc, notes)
+
+
+def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, args,
+             nproc: int, notes):
+    """Join the process group as `rank` and run worker(args, runtime, notes)."""
+    from utils.engine import Runtime
+    use_cuda = torch.cuda.is_available() and args.device != 'cpu'
+    backend = args.dist_backend or ('nccl' if use_cuda else 'gloo')
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device('cuda', local_rank)
+    else:
+        device = torch.device('cpu')
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    try:
+        dist.init_process_group(backend, init_method=init_method, world_size=world_size,
+                                rank=rank, timeout=datetime.timedelta(seconds=args.dist_timeout))
+    except (dist.DistError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f'error: rank {rank}: could not form the group of {world_size} '
+                         f'processes at {init_method} within --dist_timeout '
+                         f'{args.dist_timeout}s ({_first_line(exc)}); check that every rank '
+                         f'was started with the same --world-size and --dist-url') from None
+    ok = False
+    try:
+        args.workers = max(0, (args.workers + nproc - 1) // nproc)
+        result = worker(args, Runtime(device=device, rank=rank, world_size=world_size), notes)
+        ok = True
+        return result
+    except dist.DistError as exc:
+        raise SystemExit(f'error: rank {rank}: lost the other processes ({_first_line(exc)}); '
+                         f'another rank died or stopped answering within --dist_timeout '
+                         f'{args.dist_timeout}s: see its output') from None
+    except RuntimeError as exc:
+        msg = str(exc)
+        if any(s in msg for s in ('Connection', 'connection', 'Gloo', 'gloo', 'NCCL', 'Timed out',
+                                  'timed out', 'peer')):
+            raise SystemExit(f'error: rank {rank}: lost the other processes '
+                             f'({_first_line(exc)}); another rank died or stopped answering '
+                             f'within --dist_timeout {args.dist_timeout}s: see its output') \
+                from None
+        raise
+    finally:
+        if ok:
+            dist.destroy_process_group()
+        else:
+            try:   # after a failure the group may be broken: do not wait on the others
+                dist.destroy_process_group()
+            except Exception:
+                pass
+
+
+def launch(worker, args, notes, global_batch: bool = True):
+    """Start this node's processes in whichever way they were asked for and run
+    worker(args, runtime, notes) in each. Returns the worker's result where it ran in this
+    process (torchrun, SLURM, one process per node), else None."""
+    import torch.multiprocessing as mp
+    if args.sync_bn and not torch.cuda.is_available():
+        notes.append('--sync-bn is ignored on the CPU (SyncBatchNorm needs CUDA)')
+    env = launch_from_env()
+    if env is not None:                      # torchrun or SLURM: this process is one rank
+        rank, local_rank, world_size = env
+        check_batch(args, world_size, global_batch)
+        init = 'env://' if 'MASTER_ADDR' in os.environ else args.dist_url
+        local_size = int(os.environ.get('LOCAL_WORLD_SIZE', os.environ.get(
+            'SLURM_NTASKS_PER_NODE', '1')).split('(')[0])
+        return run_rank(worker, rank, local_rank, world_size, init, args, local_size, notes)
+    nodes = max(args.world_size, 1)
+    node_rank = max(args.rank, 0)
+    if node_rank >= nodes:
+        raise SystemExit(f'error: --rank {args.rank} must be below --world-size {nodes}')
+    if args.multiprocessing_distributed:
+        nproc = args.nproc_per_node or torch.cuda.device_count()
+        if nproc < 1:
+            raise SystemExit('error: no GPU found; on the CPU give --nproc_per_node N')
+    else:
+        nproc = 1
+    world_size = nodes * nproc
+    check_batch(args, world_size, global_batch)
+    if node_rank == 0 and world_size > 1:
+        check_port_free(args.dist_url)
+    if nproc > 1:
+        try:
+            mp.spawn(_spawned, nprocs=nproc, args=(worker, args, nproc, node_rank, world_size,
+                                                    args.dist_url, notes))
+        except (mp.ProcessExitedException, mp.ProcessRaisedException) as exc:
+            raise SystemExit(f'error: {_first_line(exc)} (its error is printed above); the '
+                             f'other processes of this node were stopped') from None
+        return None
+    return run_rank(worker, node_rank, 0, world_size, args.dist_url, args, 1, notes)
+
+
+def check_batch(args, world_size: int, global_batch: bool) -> None:
+    if global_batch and args.batch_size % world_size:
+        raise SystemExit(f'error: -b {args.batch_size} is the global batch and must divide '
+                         f'evenly among the {world_size} processes')

@@ -225,6 +225,13 @@ def evaluate(model, loader, args, runtime: Runtime, log: RunLog, desc: str = 'va
     """Evaluate clips of (B, V, C, T, H, W) views: the softmax scores of a video's V views are
     averaged. Returns loss/top1/top5 over the videos that could be read, the number skipped,
     and with keep_scores the per-video scores and labels ordered by dataset index."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        # Evaluate the bare module: a DDP forward may start collectives, which would wait
+        # forever on a rank whose shard has fewer (or no) batches. Rank 0's buffers first, so
+        # every rank evaluates the model that rank 0 saves.
+        from utils.distributed import broadcast_buffers
+        broadcast_buffers(model.module)
+        model = model.module
     model.eval()
     mean, std = input_stats(args)
     totals = Totals()
@@ -260,6 +267,10 @@ def evaluate(model, loader, args, runtime: Runtime, log: RunLog, desc: str = 'va
         result['labels'] = torch.cat(labels_all).numpy() if labels_all else np.zeros(0, int)
         result['index'] = torch.cat(index_all).numpy() if index_all else np.zeros(0, int)
         result['bad_mask'] = torch.cat(bad_all).numpy() if bad_all else np.zeros(0, int)
+        if runtime.distributed:              # every rank's videos, ordered by dataset index
+            from utils.distributed import gather_by_index
+            result.update(gather_by_index({k: result[k] for k in
+                                           ('scores', 'labels', 'index', 'bad_mask')}))
     return result
 
 

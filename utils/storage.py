@@ -1,9 +1,17 @@
 """Frame readers: where the frames of a video come from.
 
 Every reader has one method, `read(video_path, frame_numbers) -> uint8 array (N, H, W, 3)`,
-and raises FrameReadError naming the file that failed. Folders of JPEGs are implemented here;
-LMDB and direct video decoding plug in with the same interface.
+and raises FrameReadError naming the file that failed:
+
+- FolderStorage: `<root>/<video_path>/00001.jpg ...` (the default layout);
+- LMDBStorage: one LMDB database per split written by tools/build_lmdb.py, one record per
+  video holding the JPEG bytes of all its frames (a clip costs one key lookup);
+- PyAVStorage: the video files themselves, decoded with PyAV (`--video_backend pyav`).
+
+Both LMDBStorage and FolderStorage decode JPEG bytes with PIL the same way, so they return
+identical arrays for the same frame numbers.
 """
+import io
 import os
 
 import numpy as np
@@ -12,6 +20,23 @@ from PIL import Image
 
 class FrameReadError(RuntimeError):
     """A frame or video that cannot be read; the message names the file and the reason."""
+
+
+def decode_image(source, name: str) -> np.ndarray:
+    """Decode an image file path or bytes object to (H, W, 3) uint8; FrameReadError if bad."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview))
+                        else source) as img:
+            return np.asarray(img.convert('RGB'))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise FrameReadError(f'{name}: {exc}') from exc
+
+
+def _stack(frames: list, name: str) -> np.ndarray:
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise FrameReadError(f'{name}: frames of different sizes {sorted(shapes)}')
+    return np.stack(frames)
 
 
 class FolderStorage:
@@ -28,13 +53,143 @@ class FolderStorage:
         frames = []
         for n in frame_numbers:
             path = self.frame_path(video_path, int(n))
-            try:
-                with Image.open(path) as img:
-                    frames.append(np.asarray(img.convert('RGB')))
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise FrameReadError(f'{path}: {exc}') from exc
-        shapes = {f.shape for f in frames}
-        if len(shapes) > 1:
-            raise FrameReadError(f'{os.path.join(self.root, video_path)}: frames of different '
-                                 f'sizes {sorted(shapes)}')
-        return np.stack(frames)
+            frames.append(decode_image(path, path))
+        return _stack(frames, os.path.join(self.root, video_path))
+
+
+# ----------------------------------------------------------------------------- LMDB
+
+# One LMDB value = one video: an Arrow IPC stream holding one record batch with columns
+# `name` (string: the frame's file name, e.g. 00001.jpg) and `data` (binary: the file's bytes),
+# and schema metadata {format: LMDB_FORMAT, version: LMDB_VERSION}. Keys are the videos'
+# relative paths as written in the list files (UTF-8). The key META_KEY holds JSON metadata.
+LMDB_FORMAT = b'video-frames'
+LMDB_VERSION = 1
+META_KEY = b'__meta__'
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+
+def encode_video_record(names: list, blobs: list) -> bytes:
+    """Serialise a video's frame files (names and bytes) to one LMDB value."""
+    import pyarrow as pa
+    schema = pa.schema([('name', pa.string()), ('data', pa.binary())],
+                       metadata={b'format': LMDB_FORMAT, b'version': str(LMDB_VERSION).encode()})
+    batch = pa.record_batch([pa.array(names, pa.string()), pa.array(blobs, pa.binary())],
+                            schema=schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_video_record(value, wanted=None) -> dict:
+    """The inverse of encode_video_record: {frame file name: bytes} (only the names in
+    `wanted` when given: a clip needs a few frames of a long video); ValueError if malformed."""
+    import pyarrow as pa
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(value)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f'not a video record ({exc})') from exc
+    meta = table.schema.metadata or {}
+    if meta.get(b'format') != LMDB_FORMAT:
+        raise ValueError('not a video record (no format field)')
+    version = int(meta.get(b'version', b'0'))
+    if version != LMDB_VERSION:
+        raise ValueError(f'record format version {version}; this code reads version '
+                         f'{LMDB_VERSION} (rebuild with tools/build_lmdb.py)')
+    names = table.column('name').to_pylist()
+    data = table.column('data')
+    if wanted is None:
+        return dict(zip(names, data.to_pylist()))
+    position = {n: i for i, n in enumerate(names)}
+    return {n: data[position[n]].as_py() for n in wanted if n in position}
+
+
+def open_lmdb(path: str, readonly: bool = True, **kwargs):
+    import lmdb
+    if readonly:
+        return lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
+                         max_readers=2048, subdir=True, **kwargs)
+    return lmdb.open(path, subdir=True, meminit=False, **kwargs)
+
+
+def check_lmdb_path(path: str) -> None:
+    """Raise FileNotFoundError naming `path` unless it is an LMDB directory."""
+    if not os.path.isfile(os.path.join(path, 'data.mdb')):
+        raise FileNotFoundError(
+            f'LMDB database not found: {path} (expected a directory holding data.mdb, as '
+            f'written by tools/build_lmdb.py --out <datadir> for this split)')
+
+
+_OPEN_ENVS = {}   # (realpath, pid) -> lmdb.Environment
+
+
+class LMDBStorage:
+    """Frames of each video stored as one record of an LMDB database (tools/build_lmdb.py).
+
+    The database is opened lazily, read-only and without locks, in the process that first
+    reads (each DataLoader worker opens its own handle), so the object pickles to workers and
+    many processes can share one database.
+    """
+
+    def __init__(self, path: str, image_tmpl: str = '{:05d}.jpg'):
+        check_lmdb_path(path)
+        self.path = path
+        self.image_tmpl = image_tmpl
+        self._env = None
+        self._pid = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_env'] = None
+        state['_pid'] = None
+        return state
+
+    def _open(self):
+        # py-lmdb allows one handle per database and process: share it between the storages
+        # of a process; a forked worker (new pid) opens its own.
+        if self._env is None or self._pid != os.getpid():
+            key = (os.path.realpath(self.path), os.getpid())
+            if key not in _OPEN_ENVS:
+                _OPEN_ENVS[key] = open_lmdb(self.path)
+            self._env, self._pid = _OPEN_ENVS[key], os.getpid()
+        return self._env
+
+    def close(self) -> None:
+        """Close this process's handle of the database (shared by its storages)."""
+        env = _OPEN_ENVS.pop((os.path.realpath(self.path), os.getpid()), None)
+        if env is not None:
+            env.close()
+        self._env = None
+        self._pid = None
+
+    def get_record(self, video_path: str, wanted=None) -> dict:
+        """{frame file name: bytes} of a video (only `wanted` names if given); FrameReadError
+        if the key is missing or the record malformed."""
+        with self._open().begin(buffers=False) as txn:
+            value = txn.get(video_path.encode('utf-8'))
+        if value is None:
+            raise FrameReadError(f'{self.path}: no record for video {video_path!r} '
+                                 f'(key missing from the LMDB database)')
+        try:
+            return decode_video_record(value, wanted)
+        except ValueError as exc:
+            raise FrameReadError(f'{self.path}[{video_path}]: {exc}') from exc
+
+    def missing_keys(self, video_paths) -> list:
+        """The video paths that have no record (cheap: key lookups only)."""
+        with self._open().begin(buffers=True) as txn:
+            cur = txn.cursor()
+            return [v for v in video_paths if not cur.set_key(v.encode('utf-8'))]
+
+    def read(self, video_path: str, frame_numbers) -> np.ndarray:
+        names = [self.image_tmpl.format(int(n)) for n in frame_numbers]
+        record = self.get_record(video_path, set(names))
+        frames = []
+        for name in names:
+            where = f'{self.path}[{video_path}/{name}]'
+            blob = record.get(name)
+            if blob is None:
+                raise FrameReadError(f'{where}: frame not in the record')
+            frames.append(decode_image(blob, where))
+        return _stack(frames, f'{self.path}[{video_path}]')

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from utils.dataset_config import get_dataset_config
 from utils.sampling import frames_per_clip, sample_indices
-from utils.storage import FolderStorage, FrameReadError
+from utils.storage import FolderStorage, FrameReadError, LMDBStorage
 from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,33 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
     else:
         transform = EvalTransform(args.input_size,
                                   eval_scale_size(args.input_size, args.disable_scaleup), num_crops)
-    storage = FolderStorage(args.datadir, cfg['image_tmpl'])
+    storage = make_storage(args, split, cfg, kept)
     return VideoDataset(kept, storage, args.groups, args.frames_per_group, args.dense_sampling,
                         train, transform, args.random_sampling, num_clips, args.seed)
+
+
+def lmdb_path(datadir: str, split: str) -> str:
+    """Where `--use_lmdb` looks for the database of a split: `<datadir>/<split>.lmdb`."""
+    return os.path.join(datadir, f'{split}.lmdb')
+
+
+def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
+    """The frame reader the options ask for; errors naming the path before training starts."""
+    if getattr(args, 'use_lmdb', False):
+        path = lmdb_path(args.datadir, split)
+        storage = LMDBStorage(path, cfg['image_tmpl'])        # FileNotFoundError if absent
+        missing = storage.missing_keys([r.path for r in records])
+        storage.close()                                       # workers open their own handle
+        if len(missing) == len(records):
+            raise FileNotFoundError(
+                f'{path}: none of the {len(records)} videos of the {split} list has a record '
+                f'(first: {records[0].path!r}); build it with: python3 tools/build_lmdb.py '
+                f'--root {args.datadir} --split {split}')
+        if missing:
+            log.warning('%s: %d of %d listed videos have no record (first: %r); they will be '
+                        'treated as unreadable', path, len(missing), len(records), missing[0])
+        return storage
+    return FolderStorage(args.datadir, cfg['image_tmpl'])
 
 
 def clip_length(args) -> int:

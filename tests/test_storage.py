@@ -1,0 +1,107 @@
+"""LMDB storage: built by tools/build_lmdb.py, read equal to the frame folders."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from opts import arg_parser, validate_args
+from tools.build_lmdb import build_split
+from utils.storage import (FolderStorage, FrameReadError, LMDBStorage, decode_video_record,
+                           encode_video_record)
+from utils.video_dataset import build_dataset
+
+pytest.importorskip('lmdb')
+pytest.importorskip('pyarrow')
+
+
+def _build(datadir, split='train', **kw):
+    return build_split(datadir, os.path.join(datadir, f'{split}.txt'),
+                       os.path.join(datadir, f'{split}.lmdb'), quiet=True, **kw)
+
+
+def test_record_format_roundtrip_and_version():
+    value = encode_video_record(['00001.jpg', '00002.jpg'], [b'a', b'bc'])
+    assert decode_video_record(value) == {'00001.jpg': b'a', '00002.jpg': b'bc'}
+    with pytest.raises(ValueError, match='not a video record'):
+        decode_video_record(b'garbage')
+
+
+def test_lmdb_reads_equal_folders(frame_dataset):
+    s = _build(frame_dataset, map_size_gb=0.0001)           # tiny map: forces growth
+    assert s['written'] == 6 and s['failed'] == 0 and s['records'] == 6
+    folders = FolderStorage(frame_dataset)
+    db = LMDBStorage(os.path.join(frame_dataset, 'train.lmdb'))
+    for v, idx in [('videos/v0', [1, 5, 10]), ('videos/v5', [15, 1, 3, 3])]:
+        np.testing.assert_array_equal(db.read(v, idx), folders.read(v, idx))
+    # Pickles (to DataLoader workers) without the open handle, and reopens there.
+    clone = pickle.loads(pickle.dumps(db))
+    assert clone._env is None
+    np.testing.assert_array_equal(clone.read('videos/v1', [2]), folders.read('videos/v1', [2]))
+    with pytest.raises(FrameReadError, match='key missing'):
+        db.read('videos/nope', [1])
+    with pytest.raises(FrameReadError, match='frame not in the record'):
+        db.read('videos/v0', [11])
+    db.close()                                  # a process holds one handle per database
+    # Resume: a second run skips everything.
+    s2 = _build(frame_dataset)
+    assert s2['written'] == 0 and s2['skipped'] == 6
+
+
+def test_build_reports_broken_folders(frame_dataset):
+    os.remove(os.path.join(frame_dataset, 'videos', 'v2', '00003.jpg'))
+    s = _build(frame_dataset)
+    assert s['written'] == 5 and s['failed'] == 1
+    assert 'videos/v2' in open(s['errors_file']).read()
+
+
+def _args(datadir, *extra):
+    args = arg_parser().parse_args(['--datadir', datadir, '--input_size', '16', '--groups', '4',
+                                    *extra])
+    validate_args(args)
+    args.num_classes = 2
+    return args
+
+
+def test_dataset_with_use_lmdb_gives_same_clips(frame_dataset):
+    for split in ('train', 'val'):
+        _build(frame_dataset, split)
+    for split, train in (('train', True), ('val', False)):
+        a = build_dataset(_args(frame_dataset), split, train=train)
+        b = build_dataset(_args(frame_dataset, '--use_lmdb'), split, train=train)
+        assert isinstance(b.storage, LMDBStorage)
+        for i in range(len(a)):
+            torch.testing.assert_close(a[i]['clip'], b[i]['clip'], rtol=0, atol=0)
+    # Through DataLoader worker processes too.
+    a = build_dataset(_args(frame_dataset), 'train', train=True)
+    b = build_dataset(_args(frame_dataset, '--use_lmdb'), 'train', train=True)
+    loader = torch.utils.data.DataLoader(b, batch_size=3, num_workers=2)
+    clips = torch.cat([batch['clip'] for batch in loader])
+    torch.testing.assert_close(clips, torch.stack([a[i]['clip'] for i in range(len(a))]))
+
+
+def test_use_lmdb_missing_database_or_keys_is_clear(frame_dataset):
+    with pytest.raises(FileNotFoundError, match='train.lmdb.*data.mdb'):
+        build_dataset(_args(frame_dataset, '--use_lmdb'), 'train', train=True)
+    # A database built from another list: no listed key is present.
+    other = os.path.join(frame_dataset, 'other.txt')
+    with open(other, 'w') as f:
+        f.write('videos/v0 1 10 0\n')
+    build_split(frame_dataset, other, os.path.join(frame_dataset, 'val.lmdb'), quiet=True)
+    with open(os.path.join(frame_dataset, 'val.txt'), 'w') as f:
+        f.write('videos/v1 1 11 1\n')
+    with pytest.raises(FileNotFoundError, match='none of the 1 videos'):
+        build_dataset(_args(frame_dataset, '--use_lmdb'), 'val', train=False)
+
+
+def test_missing_key_is_replaced_in_training(frame_dataset):
+    lst = os.path.join(frame_dataset, 'part.txt')
+    with open(os.path.join(frame_dataset, 'train.txt')) as f:
+        lines = f.readlines()
+    with open(lst, 'w') as f:
+        f.writelines(lines[1:])                     # v0 is not packed
+    build_split(frame_dataset, lst, os.path.join(frame_dataset, 'train.lmdb'), quiet=True)
+    ds = build_dataset(_args(frame_dataset, '--use_lmdb'), 'train', train=True)
+    sample = ds[0]
+    assert sample['bad'] == 1 and sample['index'] == 1

@@ -1,0 +1,168 @@
+"""tools/: frame extraction, list writing from annotations, dataset checking."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tools import annotations, check_dataset, extract_frames
+from tools.build_lmdb import build_split
+
+av = pytest.importorskip('av')
+
+
+def encode_video(path, codec, frames, w, h, fps=10):
+    """A small video whose frame k has brightness growing with k."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, 'w') as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
+        for k in range(frames):
+            img = np.full((h, w, 3), 20 + 10 * k, np.uint8)
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+@pytest.fixture
+def videos(tmp_path):
+    root = tmp_path / 'raw'
+    encode_video(str(root / 'jump' / 'a.mp4'), 'mpeg4', 12, 64, 48)
+    encode_video(str(root / 'jump' / 'b.mkv'), 'libx264', 9, 48, 80)
+    encode_video(str(root / 'run' / 'c.avi'), 'mpeg4', 7, 32, 32)
+    (root / 'run' / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + os.urandom(300))
+    return str(root)
+
+
+def test_extract_frames_sizes_report_and_resume(videos, tmp_path):
+    out = str(tmp_path / 'frames')
+    s = extract_frames.extract_all(videos, out, short_side=32, quality=90, workers=2, quiet=True)
+    assert (s['ok'], s['fail'], s['skip']) == (3, 1, 0)
+    counts = {'jump/a': (12, (32, 43)), 'jump/b': (9, (53, 32)), 'run/c': (7, (32, 32))}
+    for rel, (n, (h, w)) in counts.items():
+        folder = os.path.join(out, rel)
+        assert annotations.count_frames(folder) == n
+        assert sorted(f for f in os.listdir(folder) if f.endswith('.jpg')) == \
+            [f'{k:05d}.jpg' for k in range(1, n + 1)]
+        with Image.open(os.path.join(folder, '00001.jpg')) as img:
+            assert img.size == (w, h)
+        with Image.open(os.path.join(folder, f'{n:05d}.jpg')) as last, \
+                Image.open(os.path.join(folder, '00001.jpg')) as first:
+            assert np.asarray(last).mean() > np.asarray(first).mean() + 20    # order kept
+    report = open(s['report']).read()
+    assert 'run/broken.mp4\tFAILED' in report
+    assert not os.path.exists(os.path.join(out, 'run', 'broken'))
+    # A killed run: one video left half-done (a .part folder, no .done marker).
+    os.remove(os.path.join(out, 'run', 'c', '.done'))
+    os.rename(os.path.join(out, 'run', 'c'), os.path.join(out, 'run', 'c.part'))
+    s2 = extract_frames.extract_all(videos, out, short_side=32, workers=1, quiet=True)
+    assert (s2['skip'], s2['ok'], s2['fail']) == (2, 1, 1)
+    assert annotations.count_frames(os.path.join(out, 'run', 'c')) == 7
+    assert not os.path.exists(os.path.join(out, 'run', 'c.part'))
+    # Lists from the generic one-folder-per-class layout.
+    st = annotations.make_list('folders', out, out, 'train', videos=videos)
+    assert st['written'] == 3 and st['missing'] == 1       # the broken one
+    assert open(os.path.join(out, 'categories.txt')).read() == 'jump\nrun\n'
+    assert sorted(open(os.path.join(out, 'train.txt')).read().split('\n')[:-1]) == [
+        'jump/a 1 12 0', 'jump/b 1 9 0', 'run/c 1 7 1']
+    assert extract_frames.main(['--videos', videos, '--out', out, '-q']) == 1   # still failing
+
+
+def _frames(root, rel, n):
+    folder = os.path.join(root, rel)
+    os.makedirs(folder, exist_ok=True)
+    for k in range(1, n + 1):
+        Image.new('RGB', (8, 8), (k, k, k)).save(os.path.join(folder, f'{k:05d}.jpg'))
+
+
+def test_annotation_formats(tmp_path):
+    fr = str(tmp_path / 'frames')
+    # Kinetics-400: frames under <split>/<label>/<ytid>_<start>_<end>
+    _frames(fr, 'train/abseiling/AAA_000010_000020', 5)
+    _frames(fr, 'train/zumba/BBB_000000_000010', 6)
+    k = tmp_path / 'k400.csv'
+    k.write_text('label,youtube_id,time_start,time_end,split\n'
+                 'abseiling,AAA,10,20,train\nzumba,BBB,0,10,train\nzumba,CCC,0,10,train\n'
+                 'abseiling,DDD,0,10,val\n')
+    out = str(tmp_path / 'k')
+    s = annotations.make_list('kinetics400', fr, out, 'train', ann=str(k))
+    assert (s['written'], s['missing'], s['classes']) == (2, 1, 2)
+    assert open(os.path.join(out, 'train.txt')).read() == \
+        'train/abseiling/AAA_000010_000020 1 5 0\ntrain/zumba/BBB_000000_000010 1 6 1\n'
+    # Something-Something v2: JSON + labels JSON; test JSON without labels.
+    _frames(fr, '101', 4)
+    _frames(fr, '102', 3)
+    labels = tmp_path / 'labels.json'
+    labels.write_text(json.dumps({'Pushing something from left to right': '1',
+                                  'Holding something': '0'}))
+    tr = tmp_path / 'ssv2_train.json'
+    tr.write_text(json.dumps([
+        {'id': '101', 'label': 'pushing a pen from left to right',
+         'template': 'Pushing [something] from left to right', 'placeholders': ['a pen']},
+        {'id': '102', 'label': 'holding a cup', 'template': 'Holding [something]',
+         'placeholders': ['a cup']}]))
+    out = str(tmp_path / 's2')
+    annotations.make_list('ssv2', fr, out, 'train', ann=str(tr), classes_file=str(labels))
+    assert open(os.path.join(out, 'train.txt')).read() == '101 1 4 1\n102 1 3 0\n'
+    te = tmp_path / 'ssv2_test.json'
+    te.write_text(json.dumps([{'id': '102'}]))
+    annotations.make_list('ssv2', fr, out, 'test', ann=str(te), classes_file=str(labels))
+    assert open(os.path.join(out, 'test.txt')).read() == '102 1 3\n'
+    # Something-Something v1: `id;label` + one name a line.
+    v1 = tmp_path / 'v1.csv'
+    v1.write_text('101;Holding something\n102;Pushing something from left to right\n')
+    names = tmp_path / 'v1_labels.csv'
+    names.write_text('Holding something\nPushing something from left to right\n')
+    out = str(tmp_path / 's1')
+    annotations.make_list('ssv1', fr, out, 'val', ann=str(v1), classes_file=str(names))
+    assert open(os.path.join(out, 'val.txt')).read() == '101 1 4 0\n102 1 3 1\n'
+    # Moments in Time: `path,label,...` + `name,index` categories.
+    _frames(fr, 'training/bathing/x1', 4)
+    m = tmp_path / 'moments.csv'
+    m.write_text('bathing/x1.mp4,bathing,3,0\nbathing/x2.mp4,bathing,3,0\n')
+    cats = tmp_path / 'moments_categories.txt'
+    cats.write_text('arresting,0\nbathing,1\n')
+    out = str(tmp_path / 'm')
+    s = annotations.make_list('moments', fr, out, 'train', ann=str(m), classes_file=str(cats))
+    assert open(os.path.join(out, 'train.txt')).read() == 'training/bathing/x1 1 4 1\n'
+    assert s['missing'] == 1 and os.path.isfile(os.path.join(out, 'train.missing.txt'))
+
+
+@pytest.mark.parametrize('use_lmdb', [False, True])
+def test_check_dataset_finds_each_fault(frame_dataset, tmp_path, use_lmdb):
+    vids = os.path.join(frame_dataset, 'videos')
+    with open(os.path.join(vids, 'v1', '00004.jpg'), 'r+b') as f:     # truncated JPEG
+        f.truncate(200)
+    os.remove(os.path.join(vids, 'v2', '00012.jpg'))                   # count disagrees
+    os.makedirs(os.path.join(vids, 'v6'))                               # empty folder
+    lst = os.path.join(frame_dataset, 'train.txt')
+    with open(lst, 'a') as f:
+        f.write('videos/v6 1 10 0\nvideos/gone 1 10 1\n')             # + missing video
+    db = None
+    if use_lmdb:
+        db = str(tmp_path / 'train.lmdb')
+        build_split(frame_dataset, lst, db, image_tmpl='', quiet=True)  # pack what is there
+    bad = str(tmp_path / 'bad.txt')
+    s = check_dataset.check_split(lst, frame_dataset, db, bad_file=bad, quiet=True)
+    assert s['videos'] == 8
+    assert s['unreadable frame'] == 1 and s['missing frames'] == 1 and s['missing video'] >= 1
+    assert s['missing video'] + s['empty folder'] == 2
+    assert check_dataset.read_exclusions(bad) == {'videos/v1', 'videos/v2', 'videos/v6',
+                                                  'videos/gone'}
+    if not use_lmdb:
+        assert s['empty folder'] == 1
+    # The CLI: exit status 1, a cleaned list.
+    assert check_dataset.main(['--root', frame_dataset, '--split', 'train', '-q', '--bad', bad,
+                               '--write_clean'] + (['--lmdb', db] if db else [])) == 1
+    clean = open(os.path.join(frame_dataset, 'train.clean.txt')).read().split('\n')
+    assert [line.split()[0] for line in clean if line] == ['videos/v0', 'videos/v3',
+                                                             'videos/v4', 'videos/v5']
+
+
+def test_cli_help():
+    for mod in (extract_frames, annotations, check_dataset):
+        with pytest.raises(SystemExit) as e:
+            mod.main(['--help'])
+        assert e.value.code == 0

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Write list files (`path start end label`) from dataset annotations and extracted frames.
+
+Formats (the first argument):
+  kinetics400  CSV with columns label,youtube_id,time_start,time_end,split; a video is found
+               as the frame folder named <youtube_id>_<start:06d>_<end:06d> (or <youtube_id>)
+               anywhere under --frames. Classes: the sorted label names (or --classes).
+  ssv2         Something-Something v2: JSON list of {id, label, template, placeholders} and the
+               labels JSON {name: index} (--classes); the class is the template without [].
+               Test JSON (only ids) gives a list without labels.
+  ssv1         Something-Something v1: CSV lines `id;label` and the labels file (one name a
+               line, --classes); test CSV with only ids gives a list without labels.
+  moments      Moments in Time: CSV lines `path,label,...` (path like label/video.mp4) and the
+               categories file (`name,index` lines, --classes) or sorted names.
+  folders      generic: --videos holding one folder per class (`<class>/<video>.<ext>`), or
+               `<split>/<class>/<video>` when --split_folders; classes are the sorted folders.
+
+Each listed video must have been extracted (tools/extract_frames.py) under --frames; its frame
+count comes from the extraction's .done marker or by counting the frames. Videos without frames
+are left out of the list and counted (written to <out>/<split>.missing.txt).
+
+Usage:
+  python3 tools/annotations.py kinetics400 --ann kinetics400/train.csv --split train \\
+      --frames data/k400 --out data/k400
+  python3 tools/annotations.py ssv2 --ann something-something-v2-train.json \\
+      --classes something-something-v2-labels.json --split train --frames data/ssv2 --out data/ssv2
+  python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine \\
+      --split train --val_fraction 0.2
+"""
+import argparse
+import csv
+import hashlib
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+FORMATS = ('kinetics400', 'ssv2', 'ssv1', 'moments', 'folders')
+
+
+# ----------------------------------------------------------------------------- classes
+
+def read_classes(path: str) -> list:
+    """Class names in index order from a labels file: JSON {name: index} or [names], lines
+    `name`, `name,index` or `name;index`."""
+    with open(path) as f:
+        text = f.read()
+    if path.endswith('.json'):
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return [n for n, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+        return list(data)
+    names, indexed = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        for sep in (';', ','):
+            head, _, tail = line.rpartition(sep)
+            if head and tail.strip().isdigit():
+                indexed.append((int(tail), head.strip()))
+                break
+        else:
+            names.append(line)
+    if indexed and not names:
+        return [n for _, n in sorted(indexed)]
+    return names or [n for _, n in sorted(indexed)]
+
+
+# ----------------------------------------------------------------------------- parsers
+# Each returns [(candidate frame-folder keys, label name or None)].
+
+def parse_kinetics400(ann: str, split: str | None) -> list:
+    out = []
+    with open(ann, newline='') as f:
+        for row in csv.DictReader(f):
+            if split and row.get('split') and row['split'] != split and \
+                    not (split == 'val' and row['split'] == 'validate'):
+                continue
+            yid = row['youtube_id']
+            start, end = int(float(row['time_start'])), int(float(row['time_end']))
+            label = row.get('label')
+            out.append(([f'{yid}_{start:06d}_{end:06d}', yid], label if label else None))
+    return out
+
+
+def ssv2_class(template: str) -> str:
+    return template.replace('[', '').replace(']', '')
+
+
+def parse_ssv2(ann: str, split: str | None) -> list:
+    with open(ann) as f:
+        items = json.load(f)
+    return [([str(it['id'])], ssv2_class(it['template']) if 'template' in it else None)
+            for it in items]
+
+
+def parse_ssv1(ann: str, split: str | None) -> list:
+    out = []
+    with open(ann) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            vid, _, label = line.partition(';')
+            out.append(([vid.strip()], label.strip() or None))
+    return out
+
+
+def parse_moments(ann: str, split: str | None) -> list:
+    out = []
+    with open(ann, newline='') as f:
+        for row in csv.reader(f):
+            if not row or not row[0].strip():
+                continue
+            path = row[0].strip()
+            stem = os.path.splitext(path)[0]
+            label = row[1].strip() if len(row) > 1 and row[1].strip() else None
+            out.append(([stem, os.path.basename(stem)], label))
+    return out
+
+
+def parse_folders(videos: str, split: str | None, split_folders: bool = False,
+                  val_fraction: float = 0.0) -> list:
+    from tools.extract_frames import find_videos
+    root = os.path.join(videos, split) if split_folders else videos
+    out = []
+    for rel in find_videos(root):
+        parts = rel.split(os.sep)
+        if len(parts) < 2:
+            continue
+        stem = os.path.splitext(rel)[0]
+        key = os.path.join(split, stem) if split_folders else stem
+        if not split_folders and val_fraction > 0 and split in ('train', 'val'):
+            h = int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            if (h < val_fraction) != (split == 'val'):
+                continue
+        out.append(([key], parts[0]))
+    return out
+
+
+# ----------------------------------------------------------------------------- frames
+
+def count_frames(folder: str, image_tmpl: str = '{:05d}.jpg') -> int:
+    """Frames of an extracted folder: the .done marker's count, else consecutive frames from 1."""
+    try:
+        with open(os.path.join(folder, '.done')) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return 0
+    n = 0
+    while image_tmpl.format(n + 1) in names:
+        n += 1
+    return n
+
+
+def index_frame_folders(frames_root: str) -> dict:
+    """{relative path and base name: relative path} of every folder holding images."""
+    index = {}
+    for dirpath, dirnames, filenames in os.walk(frames_root):
+        if dirpath.endswith('.part'):
+            continue
+        if any(f.lower().endswith(('.jpg', '.jpeg', '.png')) for f in filenames):
+            rel = os.path.relpath(dirpath, frames_root)
+            index[rel] = rel
+            index.setdefault(os.path.basename(rel), rel)
+    return index
+
+
+def write_list(entries: list, classes: list | None, frames_root: str, list_path: str,
+               image_tmpl: str = '{:05d}.jpg') -> dict:
+    """Write `path 1 N label` lines for entries that have frames; returns counts."""
+    index = index_frame_folders(frames_root)
+    class_index = {c: i for i, c in enumerate(classes)} if classes else {}
+    lines, missing, unknown = [], [], []
+    for keys, label in entries:
+        rel = next((index[k] for k in keys if k in index), None)
+        if rel is None:
+            missing.append(keys[0])
+            continue
+        n = count_frames(os.path.join(frames_root, rel), image_tmpl)
+        if n == 0:
+            missing.append(keys[0])
+            continue
+        if label is None:
+            lines.append(f'{rel} 1 {n}')
+        elif label in class_index:
+            lines.append(f'{rel} 1 {n} {class_index[label]}')
+        else:
+            unknown.append(f'{keys[0]}\t{label}')
+    if any(len(line.split()) == 4 for line in lines) and any(len(line.split()) == 3
+                                                               for line in lines):
+        raise SystemExit(f'error: {list_path}: some annotations have labels and some do not')
+    os.makedirs(os.path.dirname(os.path.abspath(list_path)), exist_ok=True)
+    with open(list_path, 'w') as f:
+        f.writelines(line + '\n' for line in lines)
+    miss_path = os.path.splitext(list_path)[0] + '.missing.txt'
+    if missing or unknown:
+        with open(miss_path, 'w') as f:
+            f.writelines(f'{m}\tno extracted frames\n' for m in missing)
+            f.writelines(f'{u}\tlabel not in the class list\n' for u in unknown)
+    elif os.path.exists(miss_path):
+        os.remove(miss_path)
+    return dict(written=len(lines), missing=len(missing), unknown_label=len(unknown))
+
+
+PARSERS = dict(kinetics400=parse_kinetics400, ssv2=parse_ssv2, ssv1=parse_ssv1,
+               moments=parse_moments)
+
+
+def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = None,
+              classes_file: str | None = None, videos: str | None = None,
+              split_folders: bool = False, val_fraction: float = 0.0,
+              image_tmpl: str = '{:05d}.jpg') -> dict:
+    """Write <out>/<split>.txt (and <out>/categories.txt) for annotation format `fmt`."""
+    if fmt == 'folders':
+        if not videos:
+            raise SystemExit('error: folders format needs --videos')
+        entries = parse_folders(videos, split, split_folders, val_fraction)
+    else:
+        if not ann:
+            raise SystemExit(f'error: {fmt} format needs --ann')
+        entries = PARSERS[fmt](ann, split)
+    if classes_file:
+        classes = read_classes(classes_file)
+    else:
+        cat = os.path.join(out, 'categories.txt')
+        if fmt == 'folders':
+            root = os.path.join(videos, split) if split_folders else videos
+            classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        elif os.path.isfile(cat) and split != 'train':
+            classes = read_classes(cat)          # written when the train list was made
+        else:
+            classes = sorted({label for _, label in entries if label is not None})
+    if classes:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, 'categories.txt'), 'w') as f:
+            f.writelines(c + '\n' for c in classes)
+    stats = write_list(entries, classes, frames, os.path.join(out, f'{split}.txt'), image_tmpl)
+    stats['classes'] = len(classes)
+    return stats
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description='Write list files from dataset annotations and extracted frame folders.',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument('format', choices=FORMATS, help='annotation format')
+    p.add_argument('--ann', help='annotation file (CSV or JSON) of this split')
+    p.add_argument('--classes', help='class list (labels JSON / categories file); default: '
+                                     'sorted names of the training annotations')
+    p.add_argument('--videos', help='folders format: the folder of class folders of videos')
+    p.add_argument('--split_folders', action='store_true',
+                   help='folders format: --videos holds <split>/<class>/<video>')
+    p.add_argument('--val_fraction', type=float, default=0.0,
+                   help='folders format without split folders: this fraction of the videos '
+                        '(chosen by a hash of the path, deterministic) goes to val, the rest '
+                        'to train')
+    p.add_argument('--split', default='train', help='split name: writes <out>/<split>.txt')
+    p.add_argument('--frames', required=True, help='root of the extracted frame folders')
+    p.add_argument('--out', default=None, help='where the list goes (default: --frames)')
+    p.add_argument('--image_tmpl', default='{:05d}.jpg', help='frame file names')
+    return p
+
+
+def main(argv=None) -> int:
+    a = arg_parser().parse_args(argv)
+    out = a.out or a.frames
+    s = make_list(a.format, a.frames, out, a.split, a.ann, a.classes, a.videos, a.split_folders,
+                  a.val_fraction, a.image_tmpl)
+    print(f'{os.path.join(out, a.split + ".txt")}: {s["written"]} videos, {s["classes"]} classes; '
+          f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Extract the frames of videos (mp4, webm, mkv, avi, ...) to folders of JPEGs, with PyAV.
+
+`<videos>/<dir>/<name>.<ext>` becomes `<out>/<dir>/<name>/00001.jpg, 00002.jpg, ...` (every
+decoded frame, numbered from 1), the shorter side resized to --short_side keeping the aspect
+ratio (0 keeps the size). No ffmpeg binary is needed (PyAV bundles the decoders).
+
+- Resumable: a video is extracted into `<name>.part/` and renamed to `<name>/` with a `.done`
+  marker (holding the frame count) when complete, so a killed run restarts where it stopped;
+  completed videos are skipped.
+- Robust: a video that cannot be decoded is written to the report file with the reason and the
+  run goes on (exit status 1 at the end when something failed). A video whose decoding fails
+  part-way keeps the frames decoded so far and is noted in the report as truncated.
+- Optionally writes the list files afterwards (--lists; see tools/annotations.py).
+
+Usage:
+    python3 tools/extract_frames.py --videos raw/ --out data/mine -j 8
+    python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine
+"""
+import argparse
+import concurrent.futures
+import os
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tqdm import tqdm  # noqa: E402
+
+VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv',
+                    '.3gp', '.ogv', '.wmv')
+DONE = '.done'
+
+
+def find_videos(root: str, extensions=VIDEO_EXTENSIONS) -> list:
+    """Relative paths of the video files under `root`, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in filenames:
+            if f.lower().endswith(extensions):
+                found.append(os.path.relpath(os.path.join(dirpath, f), root))
+    return sorted(found)
+
+
+def frame_folder(out: str, rel_video: str) -> str:
+    return os.path.join(out, os.path.splitext(rel_video)[0])
+
+
+def is_done(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, DONE))
+
+
+def done_count(folder: str) -> int | None:
+    """The frame count recorded by a completed extraction, or None."""
+    try:
+        with open(os.path.join(folder, DONE)) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def resized_size(w: int, h: int, short_side: int) -> tuple:
+    if not short_side or min(w, h) == short_side:
+        return w, h
+    if w <= h:
+        return short_side, max(1, round(h * short_side / w))
+    return max(1, round(w * short_side / h)), short_side
+
+
+def extract_video(task) -> tuple:
+    """Extract one video -> (rel_video, status, frames, message); status ok|skip|warn|fail."""
+    video_path, folder, short_side, quality, tmpl, overwrite = task
+    if is_done(folder) and not overwrite:
+        return video_path, 'skip', done_count(folder) or 0, ''
+    import av
+    from PIL import Image
+    part = folder.rstrip('/') + '.part'
+    shutil.rmtree(part, ignore_errors=True)
+    os.makedirs(part)
+    count, problem = 0, None
+    try:
+        with av.open(video_path) as container:
+            if not container.streams.video:
+                raise ValueError('no video stream')
+            stream = container.streams.video[0]
+            stream.thread_type = 'AUTO'
+            try:
+                for frame in container.decode(stream):
+                    img = frame.to_image()
+                    size = resized_size(img.width, img.height, short_side)
+                    if size != img.size:
+                        img = img.resize(size, Image.BILINEAR)
+                    count += 1
+                    img.save(os.path.join(part, tmpl.format(count)), quality=quality)
+            except (av.FFmpegError, ValueError, OSError) as exc:
+                if count == 0:
+                    raise
+                problem = f'truncated: decoding stopped after {count} frames: {exc}'
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, the run goes on
+        shutil.rmtree(part, ignore_errors=True)
+        return video_path, 'fail', 0, f'{type(exc).__name__}: {exc}'
+    if count == 0:
+        shutil.rmtree(part, ignore_errors=True)
+        return video_path, 'fail', 0, 'no frames decoded'
+    with open(os.path.join(part, DONE), 'w') as f:
+        f.write(f'{count}\n')
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(os.path.dirname(folder) or '.', exist_ok=True)
+    os.rename(part, folder)
+    return video_path, ('warn' if problem else 'ok'), count, problem or ''
+
+
+def extract_all(videos_root: str, out: str, short_side: int = 256, quality: int = 90,
+                workers: int = 1, report: str | None = None, tmpl: str = '{:05d}.jpg',
+                overwrite: bool = False, videos: list | None = None, quiet: bool = False) -> dict:
+    """Extract every video under `videos_root` (or the given relative paths) into `out`."""
+    rel_videos = videos if videos is not None else find_videos(videos_root)
+    report = report or os.path.join(out, 'extract_report.txt')
+    os.makedirs(out, exist_ok=True)
+    tasks = [(os.path.join(videos_root, v), frame_folder(out, v), short_side, quality, tmpl,
+              overwrite) for v in rel_videos]
+    stats = dict(videos=len(tasks), ok=0, skip=0, warn=0, fail=0, frames=0)
+    lines = []
+    bar = tqdm(total=len(tasks), desc='extract', unit='video', disable=quiet)
+    pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(extract_video, tasks, chunksize=1) if pool else map(extract_video, tasks)
+        for (video, status, frames, message), rel in zip(results, rel_videos):
+            bar.update()
+            stats[status] += 1
+            stats['frames'] += frames
+            if status in ('fail', 'warn'):
+                lines.append(f'{rel}\t{"FAILED" if status == "fail" else "WARNING"}\t{message}')
+                if status == 'fail':
+                    bar.write(f'failed: {rel}: {message}')
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown()
+    with open(report, 'w') as f:
+        f.write(f'# extract_frames.py report {time.strftime("%F %T")}: {stats["videos"]} videos, '
+                f'{stats["ok"]} extracted, {stats["skip"]} already done, {stats["warn"]} '
+                f'truncated, {stats["fail"]} failed\n')
+        f.writelines(line + '\n' for line in lines)
+    stats['report'] = report
+    return stats
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description='Extract video frames to folders of JPEGs (PyAV), resumably and in parallel.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog='Then write the list files with tools/annotations.py.')
+    p.add_argument('--videos', required=True, help='folder of videos (searched recursively)')
+    p.add_argument('--out', required=True, help='output folder of frame folders (--datadir)')
+    p.add_argument('--video_list', default=None,
+                   help='only these videos: a file of paths relative to --videos, one a line')
+    p.add_argument('--short_side', type=int, default=256,
+                   help='resize so the shorter side has this many pixels (0: keep the size)')
+    p.add_argument('--quality', type=int, default=90, help='JPEG quality (1-95)')
+    p.add_argument('--image_tmpl', default='{:05d}.jpg', help='frame file names (1-based)')
+    p.add_argument('-j', '--workers', type=int, default=1, help='parallel processes')
+    p.add_argument('--report', default=None,
+                   help='report of failed videos (default <out>/extract_report.txt)')
+    p.add_argument('--overwrite', action='store_true', help='re-extract completed videos')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    return p
+
+
+def main(argv=None) -> int:
+    args = arg_parser().parse_args(argv)
+    if not os.path.isdir(args.videos):
+        raise SystemExit(f'error: video folder not found: {args.videos}')
+    videos = None
+    if args.video_list:
+        with open(args.video_list) as f:
+            videos = [line.strip() for line in f if line.strip()]
+    s = extract_all(args.videos, args.out, args.short_side, args.quality, args.workers,
+                    args.report, args.image_tmpl, args.overwrite, videos, args.quiet)
+    print(f'{s["videos"]} videos: {s["ok"]} extracted, {s["skip"]} already done, '
+          f'{s["warn"]} truncated, {s["fail"]} failed; {s["frames"]} frames; report: {s["report"]}')
+    return 1 if s['fail'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
