@@ -3,6 +3,7 @@
 
 Prints top-1/top-5 and mean class accuracy, and writes per-video scores (.npy) and a CSV of
 top-5 predictions under <logdir>/<run name>/. A list without labels gets predictions only.
+Runs distributed too, launched like train_dist.py (see main).
 """
 import csv
 import os
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from opts import arg_parser, validate_args
+from utils.distributed import add_launch_options, launch, wants_distribution
 from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
                           select_device)
 from utils.run_log import RunLog
@@ -39,26 +41,45 @@ def write_predictions(path: str, dataset, result: dict, class_names: list[str]) 
                        + [f'{scores[row, c]:.6f}' for c in top[row]])
 
 
-def main(argv=None) -> dict:
-    args = arg_parser().parse_args(argv)
+def test_parser():
+    p = arg_parser()
+    return add_launch_options(p)
+
+
+def main(argv=None) -> dict | None:
+    """One process by default. Under torchrun/SLURM, or with --multiprocessing-distributed
+    (--nproc_per_node N) or --world-size/--rank/--dist-url as in train_dist.py, every process
+    evaluates its share of the videos and rank 0 gathers the scores and writes the files;
+    returns the result in the process that ran rank 0 (None where mp.spawn started it)."""
+    args = test_parser().parse_args(argv)
     notes = validate_args(args, 'test')
-    runtime = Runtime(device=select_device(args))
+    if wants_distribution(args):
+        return launch(test_worker, args, notes, global_batch=False)
+    return test_worker(args, Runtime(device=select_device(args)), notes)
+
+
+def test_worker(args, runtime: Runtime, notes) -> dict | None:
     prepare_data(args, runtime)
     model, arch, report = load_for_eval(args, runtime)
     folder = os.path.join(args.logdir, run_name(args, arch))
-    log = RunLog(folder, tensorboard=False)
+    log = RunLog(folder, tensorboard=False, enabled=runtime.is_main)
     for note in notes:
         log.info(f'note: {note}')
     log.info(report)
+    if runtime.distributed:
+        log.info(f'distributed evaluation: {runtime.world_size} processes, each video once')
 
     dataset = build_dataset(args, args.eval_split, train=False, num_clips=args.num_clips,
                             num_crops=args.num_crops)
     views = args.num_clips * args.num_crops
-    # -b bounds the views in one forward pass; a loader batch holds whole videos.
+    # -b bounds the views in one forward pass (per process); a loader batch holds whole videos.
     loader = make_loader(dataset, args, runtime, train=False,
                          batch_size=max(1, args.batch_size // views))
     result = evaluate(model, loader, args, runtime, log, desc=f'test {views} views',
                       keep_scores=True)
+    if not runtime.is_main:                  # rank 0 has every video's scores and writes
+        log.close()
+        return result
 
     tag = f'{args.eval_split}_{args.num_clips}clips_{args.num_crops}crops'
     np.save(os.path.join(folder, f'{tag}_scores.npy'), result['scores'])

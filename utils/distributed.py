@@ -131,7 +131,8 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
         device = torch.device('cuda', local_rank)
     else:
         device = torch.device('cpu')
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+        if 'OMP_NUM_THREADS' not in os.environ:   # torchrun sets it; else share the cores
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     try:
         dist.init_process_group(backend, init_method=init_method, world_size=world_size,
                                 rank=rank, timeout=datetime.timedelta(seconds=args.dist_timeout))
