@@ -62,7 +62,9 @@ def average_over_time(logits: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start)."""
+    """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start);
+    TAMs then take their own start (the identity), which the generic conv init would overwrite."""
+    from models.temporal import TAM  # models.temporal does not import this module
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
@@ -74,6 +76,9 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, TAM):
+            m.reset_parameters()
 
 
 class Conv3d(nn.Conv3d):

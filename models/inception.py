@@ -190,9 +190,6 @@ class InceptionV1(nn.Module):
         self.fc = nn.Linear(1024, num_classes)
         self.frames_out = t  # frames left at the end of the trunk
         init_weights(self)
-        for m in self.modules():  # temporal modules have their own start (TAM: the identity)
-            if hasattr(m, 'reset_parameters') and m.__class__.__module__ == 'models.temporal':
-                m.reset_parameters()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk up to inception5b (and its temporal module)."""

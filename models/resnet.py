@@ -127,12 +127,12 @@ class ResNet(nn.Module):
     Args:
         depth: 18, 34, 50, 101 or 152.
         convs: the conv maker of each of the 4 layers.
-        stem: ``conv1`` (and ``bn1``) of the network, ``(module, out channels)``.
+        stem, stem_bn: ``conv1`` and ``bn1`` of the network (64 output channels).
         stem_pool: the pooling after the stem (or None).
         frames: input frames T.
         dims: 2 for networks on every frame, 3 for 3D networks.
-        t_strides: temporal stride of the first block of layers 2-4 (3D) or None.
-        time_pools: for 2D networks, whether time is pooled after layers 1, 2, 3.
+        t_strides: temporal stride of the first block of layers 2-4 (1 for 2D networks).
+        time_pools: for 2D networks, the TemporalPool after layers 1, 2, 3, or None.
         mid_width: middle width of factored convs from (block inplanes, planes), or None.
         temporal: builds a block's temporal module from (channels, frames), or None.
     """
@@ -165,9 +165,6 @@ class ResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         init_weights(self)
-        for m in self.modules():
-            if hasattr(m, 'reset_parameters') and m.__class__.__module__ == 'models.temporal':
-                m.reset_parameters()
 
     def _make_layer(self, block, planes, n, conv, stride, t_stride, frames, mid_width, temporal):
         out = planes * block.expansion
