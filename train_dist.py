@@ -16,7 +16,6 @@ divide); -j is the number of loader workers per node, split across its processes
 """
 from opts import arg_parser, validate_args
 from utils.distributed import add_launch_options, launch
-from utils.distributed import check_port_free, launch_from_env  # noqa: F401  (kept importable)
 from utils.engine import fit
 
 
@@ -34,15 +33,10 @@ def dist_parser():
     return add_launch_options(p)
 
 
-def train_worker(args, runtime, notes):
-    """What every rank runs."""
-    return fit(args, runtime, notes)
-
-
 def main(argv=None):
     args = dist_parser().parse_args(argv)
     notes = validate_args(args, 'train_dist')
-    return launch(train_worker, args, notes, global_batch=True)
+    return launch(fit, args, notes, global_batch=True)     # every rank runs fit
 
 
 if __name__ == '__main__':

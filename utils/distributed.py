@@ -136,38 +136,34 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
     try:
         dist.init_process_group(backend, init_method=init_method, world_size=world_size,
                                 rank=rank, timeout=datetime.timedelta(seconds=args.dist_timeout))
-    except (dist.DistError, RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:         # DistError is a RuntimeError
         raise SystemExit(f'error: rank {rank}: could not form the group of {world_size} '
                          f'processes at {init_method} within --dist_timeout '
                          f'{args.dist_timeout}s ({_first_line(exc)}); check that every rank '
                          f'was started with the same --world-size and --dist-url') from None
-    ok = False
+    args.workers = max(0, (args.workers + nproc - 1) // nproc)
     try:
-        args.workers = max(0, (args.workers + nproc - 1) // nproc)
         result = worker(args, Runtime(device=device, rank=rank, world_size=world_size), notes)
-        ok = True
-        return result
-    except dist.DistError as exc:
-        raise SystemExit(f'error: rank {rank}: lost the other processes ({_first_line(exc)}); '
-                         f'another rank died or stopped answering within --dist_timeout '
-                         f'{args.dist_timeout}s: see its output') from None
-    except RuntimeError as exc:
-        msg = str(exc)
-        if any(s in msg for s in ('Connection', 'connection', 'Gloo', 'gloo', 'NCCL', 'Timed out',
-                                  'timed out', 'peer')):
-            raise SystemExit(f'error: rank {rank}: lost the other processes '
-                             f'({_first_line(exc)}); another rank died or stopped answering '
-                             f'within --dist_timeout {args.dist_timeout}s: see its output') \
-                from None
-        raise
-    finally:
-        if ok:
+    except BaseException as exc:
+        try:   # after a failure the group may be broken: do not wait on the others
             dist.destroy_process_group()
-        else:
-            try:   # after a failure the group may be broken: do not wait on the others
-                dist.destroy_process_group()
-            except Exception:
-                pass
+        except Exception:
+            pass
+        if isinstance(exc, RuntimeError) and lost_other_processes(exc):
+            raise SystemExit(f'error: rank {rank}: lost the other processes ({_first_line(exc)}); '
+                             f'another rank died or stopped answering within --dist_timeout '
+                             f'{args.dist_timeout}s: see its output') from None
+        raise
+    dist.destroy_process_group()
+    return result
+
+
+def lost_other_processes(exc: RuntimeError) -> bool:
+    """Whether an error means another rank is gone (a collective failed or timed out)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    return any(s in str(exc) for s in ('Connection', 'connection', 'Gloo', 'gloo', 'NCCL',
+                                       'Timed out', 'timed out', 'peer'))
 
 
 def launch(worker, args, notes, global_batch: bool = True):
