@@ -5,8 +5,7 @@ and raises FrameReadError naming the file that failed:
 
 - FolderStorage: `<root>/<video_path>/00001.jpg ...` (the default layout);
 - LMDBStorage: one LMDB database per split written by tools/build_lmdb.py, one record per
-  video holding the JPEG bytes of all its frames (a clip costs one key lookup);
-- PyAVStorage: the video files themselves, decoded with PyAV (`--video_backend pyav`).
+  video holding the JPEG bytes of all its frames (a clip costs one key lookup).
 
 Both LMDBStorage and FolderStorage decode JPEG bytes with PIL the same way, so they return
 identical arrays for the same frame numbers.
