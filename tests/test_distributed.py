@@ -300,6 +300,7 @@ def one_step(rank: int, world_size: int, port: int, out: str) -> None:
         torch.save(bare.state_dict(), os.path.join(out, 'ddp.pt' if world_size > 1 else
                                                    'single.pt'))
     if world_size > 1:
+        dist.barrier()                       # leave together (gloo may abort a lone peer)
         dist.destroy_process_group()
 
 

@@ -154,6 +154,9 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
                              f'another rank died or stopped answering within --dist_timeout '
                              f'{args.dist_timeout}s: see its output') from None
         raise
+    # Leave together: a gloo process that exits while a peer still talks to it can abort it
+    # ("terminate called without an active exception"), seen under load.
+    dist.barrier()
     dist.destroy_process_group()
     return result
 
