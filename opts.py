@@ -72,14 +72,28 @@ def arg_parser() -> argparse.ArgumentParser:
     d.add_argument('--scale_range', default=None, type=int, nargs=2,
                    help='augmentor v2: range of the shorter side '
                         '(default [256, 320] scaled by input_size/224)')
-    d.add_argument('--modality', default='rgb', choices=['rgb', 'flow'], help='input modality')
+    d.add_argument('--modality', default='rgb', choices=['rgb', 'flow'],
+                   help='rgb frames, or optical flow stored as <frame>_x.jpg/<frame>_y.jpg '
+                        'grey pairs (TSN convention)')
+    d.add_argument('--flow_length', default=5, type=int,
+                   help='flow: consecutive x/y pairs stacked at each sampled frame, giving '
+                        '2*flow_length input channels (5 as in TSN; 1 for I3D-style flow)')
     d.add_argument('--mean', type=float, nargs='+', default=None,
-                   help='per-channel mean (0-1 scale); default ImageNet')
+                   help='per-channel mean (0-1 scale); default ImageNet for rgb, 0.5 for flow')
     d.add_argument('--std', type=float, nargs='+', default=None,
-                   help='per-channel std (0-1 scale); default ImageNet')
+                   help='per-channel std (0-1 scale); default ImageNet for rgb, 0.226 for flow')
     d.add_argument('--use_lmdb', action='store_true',
                    help='read frames from the LMDB databases <datadir>/<split>.lmdb written by '
                         'tools/build_lmdb.py (same list files)')
+    d.add_argument('--video_backend', default='frames', choices=['frames', 'pyav'],
+                   help='frames: JPEG folders (or --use_lmdb); pyav: decode the video files '
+                        'named in the list files directly (no extraction step)')
+    d.add_argument('--video_short_side', default=0, type=int,
+                   help='pyav: resize decoded frames to this shorter side first, as '
+                        'tools/extract_frames.py --short_side does (0: decoded size)')
+    d.add_argument('--exclude_list', default=None, type=str,
+                   help='file of videos to leave out of every split (first field of each line '
+                        'a video path, as tools/check_dataset.py writes its bad entries)')
     d.add_argument('-j', '--workers', default=2, type=int, help='data loading processes')
     d.add_argument('--max_bad_ratio', default=0.01, type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
@@ -122,6 +136,11 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='auto picks CUDA when available')
     r.add_argument('--gpu', default=None, type=int,
                    help='GPU id to use (default: all visible GPUs with DataParallel)')
+    r.add_argument('--channels_last', action='store_true',
+                   help='channels_last weights and inputs (faster with --amp on CPU and CUDA)')
+    r.add_argument('--system_malloc', action='store_true',
+                   help='CPU: keep glibc\'s default allocation instead of reusing freed memory '
+                        '(slower: large buffers are mapped from the OS again every step)')
     r.add_argument('--disable_cudnn_benchmark', action='store_true',
                    help='turn off cudnn autotuning (for exact reproducibility on GPU)')
     r.add_argument('--logdir', default='logs', type=str,
@@ -165,18 +184,23 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
         fail('--num_clips must be at least 1')
     if args.batch_size < 1:
         fail('-b/--batch-size must be at least 1')
-    if args.modality == 'flow':
-        fail('--modality flow is not supported yet (frames of optical flow come with the '
-             'data-at-scale work)')
+    if args.flow_length < 1:
+        fail('--flow_length must be at least 1')
+    if args.video_backend == 'pyav' and (args.use_lmdb or args.modality == 'flow'):
+        fail('--video_backend pyav reads rgb video files; it does not combine with '
+             '--use_lmdb or --modality flow')
     if args.num_crops == 10 and not cfg['flip']:
         fail(f'--num_crops 10 includes flipped crops, which change the labels of '
              f'--dataset {args.dataset}; use 1, 3 or 5')
     if args.lr_scheduler == 'step' and len(args.lr_steps) != 1:
         fail('--lr_scheduler step takes one --lr_steps value (the step size in epochs)')
+    channels = 3 if args.modality == 'rgb' else 2 * args.flow_length
     for name in ('mean', 'std'):
         v = getattr(args, name)
-        if v is not None and len(v) != 3:
-            fail(f'--{name} takes 3 values for rgb input, got {len(v)}')
+        if v is not None and len(v) not in (1, channels):
+            fail(f'--{name} takes 1 or {channels} values for {args.modality} input '
+                 f'(--flow_length {args.flow_length}), got {len(v)}' if args.modality == 'flow'
+                 else f'--{name} takes 1 or 3 values for rgb input, got {len(v)}')
     if args.blending_frames < 2 and args.temporal_module_name == 'TAM':
         fail('--blending_frames must be at least 2 for TAM')
     if args.device == 'cuda':

@@ -14,7 +14,7 @@ import torch
 from opts import arg_parser, validate_args
 from utils.distributed import add_launch_options, launch, wants_distribution
 from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
-                          select_device)
+                          select_device, setup_process)
 from utils.run_log import RunLog
 from utils.video_dataset import build_dataset
 
@@ -59,6 +59,7 @@ def main(argv=None) -> dict | None:
 
 
 def test_worker(args, runtime: Runtime, notes) -> dict | None:
+    setup_process(args, runtime.device)
     prepare_data(args, runtime)
     model, arch, report = load_for_eval(args, runtime)
     folder = os.path.join(args.logdir, run_name(args, arch))

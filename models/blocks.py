@@ -81,6 +81,26 @@ def init_weights(model: nn.Module) -> None:
             m.reset_parameters()
 
 
+def set_input_channels(model: nn.Module, channels: int) -> nn.Module:
+    """Replace the network's first conv (the stem) by one taking `channels` input channels,
+    same kernel, stride and padding, Kaiming-initialised like every conv (init_weights)."""
+    # named_modules() is depth-first in registration order: the stem's conv comes first.
+    name, old = next(((n, m) for n, m in model.named_modules()
+                      if isinstance(m, (nn.Conv2d, nn.Conv3d))), (None, None))
+    if old is None:
+        raise ValueError(f'{type(model).__name__} has no conv layer')
+    conv = type(old)(channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                     old.dilation, old.groups, bias=old.bias is not None,
+                     device=old.weight.device)
+    if conv.weight.device.type != 'meta':
+        nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    parent, _, attr = name.rpartition('.')
+    setattr(model.get_submodule(parent), attr, conv)
+    return model
+
+
 class Conv3d(nn.Conv3d):
     """nn.Conv3d that leaves CPU bf16 autocast for the clips oneDNN gets wrong.
 

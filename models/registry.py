@@ -5,6 +5,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from models.blocks import set_input_channels
+
 # name -> builder(args) -> (model, arch name). Filled by the @register decorators of the family modules.
 MODELS: dict[str, Callable] = {}
 
@@ -23,12 +25,17 @@ def build_model(args) -> tuple[nn.Module, str]:
     """Build the network that ``args`` describe; returns it and its arch name (used for log folders).
 
     ``args`` needs the options of ``opts.py`` (``backbone_net``, ``depth``, ``groups`` = frames per
-    clip, ``num_classes``, ``dropout``, ``without_t_stride``, ``pooling_method``, ...).
+    clip, ``num_classes``, ``dropout``, ``without_t_stride``, ``pooling_method``, ...) and may
+    set ``input_channels`` (3 unless given).
     """
     if args.backbone_net not in MODELS:
         raise SystemExit(f'error: unknown --backbone_net {args.backbone_net!r}; '
                          f'choose from {", ".join(sorted(MODELS))}')
-    return MODELS[args.backbone_net](args)
+    model, arch = MODELS[args.backbone_net](args)
+    channels = getattr(args, 'input_channels', 3)
+    if channels != 3:            # flow: 2 x --flow_length channels; every family, one place
+        set_input_channels(model, channels)
+    return model, arch
 
 
 def time_suffix(args) -> str:

@@ -121,7 +121,9 @@ def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tu
 
     A k x k kernel becomes t x k x k by repeating it t times and dividing by t, so that a static
     video gives the 3D conv the 2D conv's output on the frame. The spatial conv of a factored
-    1x3x3 -> 3x1x1 pair (``convN.0``) takes the 2D ``convN`` kernel. The classifier is left out.
+    1x3x3 -> 3x1x1 pair (``convN.0``) takes the 2D ``convN`` kernel. A stem that takes other
+    than 3 input channels (flow) gets the RGB kernel averaged over its 3 channels, in every
+    channel (TSN's cross-modality initialisation). The classifier is left out.
     Returns the mapped weights and the model keys that received nothing.
     """
     out, left = {}, []
@@ -131,6 +133,11 @@ def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tu
             m = re.match(r'^(.*\.conv\d)\.0\.weight$', key)
             if m and target.dim() == 5 and target.shape[2] == 1:
                 source = state2d.get(m.group(1) + '.weight')
+        if (source is not None and source.dim() in (4, 5) and target.dim() in (4, 5)
+                and source.shape[1] == 3 and target.shape[1] != 3
+                and source.shape[0] == target.shape[0]):
+            source = source.mean(dim=1, keepdim=True).expand(
+                -1, target.shape[1], *source.shape[2:])
         if key in CLASSIFIER_KEYS or source is None:
             left.append(key)
         elif source.shape == target.shape:

@@ -34,3 +34,29 @@ def frame_dataset(tmp_path):
         (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
     (root / 'categories.txt').write_text('a\nb\n')
     return str(root)
+
+
+def write_flow_video(folder: str, frames: int, h: int = 24, w: int = 32,
+                     tmpl: str = '{:05d}_{}.jpg') -> None:
+    """Optical-flow images of `frames` frames: grey x/y pairs whose constant values encode the
+    frame number k (x = 10k, y = 10k + 5, mod 250), so tests can read the stacking order."""
+    os.makedirs(folder, exist_ok=True)
+    for k in range(1, frames + 1):
+        for d, v in (('x', 10 * k % 250), ('y', (10 * k + 5) % 250)):
+            Image.fromarray(np.full((h, w), v, np.uint8), 'L').save(
+                os.path.join(folder, tmpl.format(k, d)), quality=95)
+
+
+@pytest.fixture
+def flow_dataset(tmp_path):
+    """A datadir like frame_dataset's, holding optical-flow image pairs instead of frames."""
+    root = tmp_path / 'flow'
+    lines = []
+    for i in range(6):
+        n = 9 + i
+        write_flow_video(str(root / 'videos' / f'v{i}'), n)
+        lines.append(f'videos/v{i} 1 {n} {i % 2}')
+    for split in ('train', 'val', 'test'):
+        (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    (root / 'categories.txt').write_text('a\nb\n')
+    return str(root)

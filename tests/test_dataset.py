@@ -104,3 +104,45 @@ def test_short_videos_filtered(frame_dataset, caplog):
         f.write('videos/v0 1 3 0\n')
     assert len(build_dataset(args, 'train', train=True)) == 6
     assert 'shorter than 8 frames' in caplog.text
+
+
+def _flow_value(k: int, direction: str) -> int:
+    return (10 * k + (5 if direction == 'y' else 0)) % 250     # as conftest.write_flow_video
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_flow_clip_stacks_x_y_pairs_of_consecutive_frames(flow_dataset, train):
+    from utils.sampling import sample_indices
+    args = args_for(flow_dataset, '--modality', 'flow', '--flow_length', '3')
+    ds = build_dataset(args, 'train' if train else 'val', train=train)
+    assert ds.channels == 6
+    s = ds[4]                                                    # 13 flow frames
+    clip = s['clip'][0] if not train else s['clip']
+    assert clip.shape == (6, 4, 16, 16) and clip.dtype == torch.uint8
+    rng = np.random.default_rng([args.seed, 0, 4]) if train else None
+    # 11 positions: a stack of 3 starting at the last one still ends at frame 13
+    idx = sample_indices(13 - 2, 4, 1, False, train, rng)[0]
+    for t, i in enumerate(idx):
+        for k in range(3):
+            for c, d in enumerate('xy'):
+                expected = _flow_value(1 + int(i) + k, d)
+                assert abs(int(clip[2 * k + c, t].float().mean().round()) - expected) <= 1
+
+
+def test_flow_stack_repeats_the_last_frame_of_a_short_video(flow_dataset):
+    args = args_for(flow_dataset, '--modality', 'flow', '--flow_length', '5')
+    ds = build_dataset(args, 'val', train=False)
+    frames = ds._read(ds.records[0], np.array([6]))             # 9 frames: 7, 8, 9, 9, 9
+    x = [int(frames[0, 2 * k].float().mean().round()) for k in range(5)]
+    assert x == [_flow_value(k, 'x') for k in (7, 8, 9, 9, 9)]
+
+
+def test_exclude_list_leaves_videos_out(frame_dataset, tmp_path):
+    bad = tmp_path / 'bad.txt'
+    # the format of tools/check_dataset.py's bad-entries file, a comment, a plain path
+    bad.write_text('videos/v1 1 11 1\tmissing: no folder\n# note\nvideos/v4\n')
+    ds = build_dataset(args_for(frame_dataset, '--exclude_list', str(bad)), 'train', train=True)
+    assert [r.path for r in ds.records] == ['videos/v0', 'videos/v2', 'videos/v3', 'videos/v5']
+    with pytest.raises(FileNotFoundError, match='exclusion list not found'):
+        build_dataset(args_for(frame_dataset, '--exclude_list', str(tmp_path / 'no.txt')),
+                      'train', train=True)

@@ -112,3 +112,28 @@ def test_every_family_trains_and_tests(tiny_synthetic, tmp_path, backbone, extra
     ckpt = os.path.join(trained['folder'], 'checkpoint.pth.tar')
     result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2', '--num_crops', '1'])
     assert result['count'] == 4 and result['scores'].shape == (4, 4) and 0 <= result['top1'] <= 100
+
+
+@pytest.mark.parametrize('backbone,extra', [('resnet', ['-d', '18', '--temporal_module_name', 'TAM']),
+                                            ('i3d_resnet', ['-d', '18', '--flow_length', '1'])])
+def test_flow_trains_and_tests(flow_dataset, tmp_path, backbone, extra):
+    """--modality flow end to end: 2 x --flow_length input channels, ImageNet-free start."""
+    args = ['--dataset', 'synthetic', '--datadir', flow_dataset, '--modality', 'flow',
+            '--backbone_net', backbone, '--groups', '4', '--input_size', '32', '-b', '2', '-j', '0',
+            '--no_imagenet_pretrained', '--logdir', str(tmp_path), '--lr', '0.01'] + extra
+    trained = train_entry.main(args + ['--epochs', '1'])
+    assert '-flow-' in trained['folder'] and np.isfinite(trained['loss'])
+    ckpt = os.path.join(trained['folder'], 'checkpoint.pth.tar')
+    result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2', '--num_crops', '3'])
+    assert result['count'] == 6 and result['scores'].shape == (6, 2)
+
+
+def test_channels_last_trains_resumes_and_tests(tiny_synthetic, tmp_path):
+    """--channels_last through the entrypoints (equality of the math: tests/test_models.py)."""
+    args = common(tiny_synthetic, str(tmp_path)) + ['--channels_last', '--amp']
+    first = train_entry.main(args + ['--epochs', '1'])
+    ckpt = os.path.join(first['folder'], 'checkpoint.pth.tar')
+    second = train_entry.main(args + ['--epochs', '2', '--resume', ckpt])
+    assert np.isfinite(first['loss']) and np.isfinite(second['loss'])
+    result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2'])
+    assert result['count'] == 4

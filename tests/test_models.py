@@ -420,3 +420,52 @@ def test_conv3d_weight_gradient_under_cpu_bf16_autocast(kernel, frames):
     conv(x).sum().backward()
     err = (amp_grad - conv.weight.grad).abs().max() / conv.weight.grad.abs().max()
     assert err < 0.02
+
+
+# ----------------------------------------------------------------------------- flow input
+
+@pytest.mark.parametrize('backbone,depth', [('resnet', 50), ('i3d_resnet', 50), ('r2plus1d', 18),
+                                            ('i3d', None), ('s3d', None)])
+def test_flow_stem_takes_2l_channels_and_nothing_else_changes(backbone, depth):
+    """--modality flow changes only the stem conv: parameters grow by (C - 3) x its kernel."""
+    kw = dict(backbone_net=backbone, depth=depth, groups=8)
+    with torch.device('meta'):
+        rgb = build(**kw)
+        flow = build_model(make_args(input_channels=10, **kw))[0]
+    stem = next(m for m in flow.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    assert stem.in_channels == 10
+    kernel = stem.weight[0, 0].numel()
+    assert count_params(flow) - count_params(rgb) == 7 * stem.out_channels * kernel
+    assert count_conv_macs(flow, 8, 64, channels=10) > count_conv_macs(rgb, 8, 64)
+
+
+def test_imagenet_init_of_a_flow_stem_averages_rgb_kernels(tmp_path):
+    imagenet = build(depth=18, num_classes=1000, groups=1)
+    path = tmp_path / 'resnet18-local.pth'
+    torch.save(imagenet.state_dict(), path)
+    model = build_model(make_args(backbone_net='i3d_resnet', depth=18, num_classes=5,
+                                  input_channels=4))[0]
+    load_imagenet(model, 'resnet', 18, str(path))
+    mean = imagenet.conv1.weight.mean(dim=1)                      # (64, 7, 7)
+    for c in range(4):
+        torch.testing.assert_close(model.conv1.weight[:, c].sum(1), mean)
+    torch.testing.assert_close(model.layer1[0].conv1.weight.sum(2), imagenet.layer1[0].conv1.weight)
+
+
+@pytest.mark.parametrize('family', ['resnet-TAM', 'resnet-TSM', 'i3d_resnet', 'r2plus1d', 'i3d'])
+def test_channels_last_gives_the_same_outputs_and_gradients(family):
+    """--channels_last changes memory layout only (float64, so round-off stays invisible)."""
+    import copy
+    from utils.engine import to_channels_last
+    backbone, _, tm = family.partition('-')
+    torch.manual_seed(0)
+    model = build(backbone_net=backbone, depth=18, num_classes=4, groups=4, dropout=0.0,
+                  temporal_module_name=tm or 'TSN').double()
+    fast = to_channels_last(copy.deepcopy(model))
+    x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
+    y, y_fast = model(x), fast(x.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(y_fast, y, rtol=1e-9, atol=1e-9)
+    y.square().sum().backward()
+    y_fast.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-7, atol=1e-7, msg=name)

@@ -45,7 +45,11 @@ def test_ignored_options_are_reported():
 @pytest.mark.parametrize('argv,msg', [
     (['--dataset', 'st2stv2', '--num_crops', '10'], 'flipped crops'),
     (['--lr_scheduler', 'step', '--lr_steps', '10', '20'], 'one --lr_steps value'),
-    (['--mean', '0.5', '0.5'], '--mean takes 3 values'),
+    (['--mean', '0.5', '0.5'], '--mean takes 1 or 3 values'),
+    (['--modality', 'flow', '--std', '0.2', '0.2', '0.2'], '--std takes 1 or 10 values'),
+    (['--modality', 'flow', '--video_backend', 'pyav'], 'does not combine'),
+    (['--use_lmdb', '--video_backend', 'pyav'], 'does not combine'),
+    (['--modality', 'flow', '--flow_length', '0'], '--flow_length must be at least 1'),
     (['--groups', '0'], 'at least 1'),
 ])
 def test_invalid_combinations_exit_with_one_line(argv, msg):

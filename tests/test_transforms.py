@@ -82,3 +82,23 @@ def test_normalize():
     y = normalize(x, (0.5, 0.5, 0.5), (0.5, 0.25, 0.5))
     assert y.dtype == torch.float32
     assert torch.allclose(y[:, 1], torch.full_like(y[:, 1], 2.0))
+
+
+def test_flip_of_flow_negates_the_x_component():
+    from utils.transforms import flip
+    x = torch.randint(0, 256, (2, 4, 5, 6), dtype=torch.uint8)     # channels x0 y0 x1 y1
+    f = flip(x.clone(), flow=True)
+    assert torch.equal(f[:, 1::2], x[:, 1::2].flip(-1))
+    assert torch.equal(f[:, 0::2], 255 - x[:, 0::2].flip(-1))
+    assert torch.equal(flip(x.clone()), x.flip(-1))
+
+
+def test_normalize_matches_the_textbook_formula_in_both_layouts():
+    x = torch.randint(0, 256, (2, 3, 4, 5, 6), dtype=torch.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ref = (x.double() / 255 - torch.tensor(mean).double().view(3, 1, 1, 1)) \
+        / torch.tensor(std).double().view(3, 1, 1, 1)
+    for channels_last in (False, True):
+        y = normalize(x, mean, std, channels_last)
+        assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+        torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-6)

@@ -253,7 +253,7 @@ def _repeat(ds, times: int):
 
 
 def bench_data(opts, rest) -> dict:
-    from utils.engine import input_stats, num_classes_of
+    from utils.engine import input_stats, num_classes_of, setup_process
     from utils.video_dataset import build_dataset
     datadir = opts.datadir or ensure_bench_dataset(opts.root, opts.height, opts.width,
                                                    opts.videos, opts.frames, opts.quiet)
@@ -262,7 +262,7 @@ def bench_data(opts, rest) -> dict:
     device = torch.device(opts.device if opts.device != 'auto' else
                           ('cuda' if torch.cuda.is_available() else 'cpu'))
     stats = input_stats(args)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    setup_process(args, device)            # as the entrypoints do; both sides share it
 
     configs = [('train', True, 1, 1, args.batch_size, opts.train_batches)]
     configs.append(('eval 1x1', False, 1, 1, args.batch_size, opts.eval_batches))
@@ -329,16 +329,6 @@ def machine() -> dict:
     return info
 
 
-def _channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """channels_last weights: 4-D for 2-D convs, channels_last_3d for 3-D convs."""
-    for p in model.parameters():
-        if p.dim() == 4:
-            p.data = p.data.contiguous(memory_format=torch.channels_last)
-        elif p.dim() == 5:
-            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
-    return model
-
-
 def _peak_memory_mb(device) -> float:
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -378,9 +368,7 @@ def bench_one(model, args, device, mode: dict, opts, train: bool) -> dict:
         model.eval()
 
     def step():
-        x = normalize(clips, *stats)
-        if mode['channels_last']:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = normalize(clips, *stats, channels_last=mode['channels_last'])
         if not train:
             with torch.inference_mode(), autocast(amp_args, device):
                 return run(x)
@@ -411,7 +399,7 @@ def bench_one(model, args, device, mode: dict, opts, train: bool) -> dict:
 
 
 def bench_model(opts, rest) -> dict:
-    from utils.engine import build
+    from utils.engine import build, setup_process, to_channels_last
     args = toolkit_args(rest)
     args.num_classes = opts.num_classes
     devices = [opts.device] if opts.device != 'auto' else (
@@ -433,6 +421,7 @@ def bench_model(opts, rest) -> dict:
     rows = []
     for dev in devices:
         device = torch.device(dev)
+        setup_process(args, device)
         if device.type == 'cuda':
             torch.backends.cudnn.benchmark = True
         for mode in modes:
@@ -442,7 +431,7 @@ def bench_model(opts, rest) -> dict:
                 model, _ = build(args)
                 model.to(device)
                 if mode['channels_last']:
-                    _channels_last(model)
+                    to_channels_last(model)
                 key = 'train' if train else 'infer'
                 try:
                     r = bench_one(model, args, device, mode, opts, train)

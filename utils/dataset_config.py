@@ -1,14 +1,16 @@
 """The datasets this toolkit knows: list file names, classes and how frames are named.
 
 Each entry: num_classes; train/val/test list file names (relative to --datadir); the separator
-between fields of a list line; the frame file template (1-based frame numbers); min_frames,
+between fields of a list line; the frame file templates (1-based frame numbers; flow_tmpl takes
+the frame number and the direction x or y); min_frames,
 the shortest video kept (shorter ones are skipped with a warning, as in the original code);
 and flip, whether a horizontal flip keeps the label (Something-Something has left/right classes).
 """
 
-def _entry(num_classes, min_frames, flip, sep=' ', image_tmpl='{:05d}.jpg'):
+def _entry(num_classes, min_frames, flip, sep=' ', image_tmpl='{:05d}.jpg',
+           flow_tmpl='{:05d}_{}.jpg'):
     return dict(num_classes=num_classes, train_list='train.txt', val_list='val.txt',
-                test_list='test.txt', sep=sep, image_tmpl=image_tmpl,
+                test_list='test.txt', sep=sep, image_tmpl=image_tmpl, flow_tmpl=flow_tmpl,
                 min_frames=min_frames, flip=flip, label_file='categories.txt')
 
 

@@ -77,6 +77,16 @@ def parse_list_file(list_file: str, sep: str = ' ', num_classes: int | None = No
     return records
 
 
+def read_exclusion_list(path: str) -> set[str]:
+    """Video paths to leave out: the first field of each line (tools/check_dataset.py's
+    bad-entries file, a list file, or one path a line); lines starting with # are comments."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'exclusion list not found: {path}')
+    with open(path) as f:
+        return {line.split('\t')[0].split()[0] for line in f
+                if line.strip() and not line.lstrip().startswith('#')}
+
+
 class VideoDataset(Dataset):
     """Clips from the videos of a list file.
 
@@ -86,11 +96,16 @@ class VideoDataset(Dataset):
     `num_clips x num_crops` views with no randomness. A video that cannot be read is, in
     training, replaced by the next readable one; in evaluation returned as zeros; both are
     flagged by `bad` = 1 in the sample so the engine counts them.
+
+    With `flow_length` L > 0 the videos are optical flow: each sampled frame n stacks the grey
+    images `flow_tmpl.format(m, 'x')` and `(m, 'y')` of frames m = n .. n+L-1 (the last frame
+    repeats near the end) into 2L channels x0 y0 x1 y1 ...
     """
 
     def __init__(self, records: list[VideoRecord], storage, groups: int, frames_per_group: int,
                  dense_sampling: bool, train: bool, transform, random_sampling: bool = False,
-                 num_clips: int = 1, seed: int = 0, max_retries: int = 10):
+                 num_clips: int = 1, seed: int = 0, max_retries: int = 10, flow_length: int = 0,
+                 flow_tmpl: str = '{:05d}_{}.jpg'):
         self.records = records
         self.storage = storage
         self.groups, self.frames_per_group = groups, frames_per_group
@@ -99,6 +114,11 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.seed, self.epoch = seed, 0
         self.max_retries = max_retries
+        self.flow_length, self.flow_tmpl = flow_length, flow_tmpl
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.flow_length if self.flow_length else 3
 
     def __len__(self) -> int:
         return len(self.records)
@@ -107,21 +127,32 @@ class VideoDataset(Dataset):
         self.epoch = epoch
 
     def _indices(self, record: VideoRecord, rng) -> np.ndarray:
-        return sample_indices(record.num_frames, self.groups, self.frames_per_group, self.dense,
+        # A flow stack of L frames starts at most L-1 frames before the end.
+        positions = max(1, record.num_frames - max(self.flow_length - 1, 0))
+        return sample_indices(positions, self.groups, self.frames_per_group, self.dense,
                               self.train, rng, self.random_sampling, self.num_clips)
+
+    def _read(self, record: VideoRecord, idx: np.ndarray) -> torch.Tensor:
+        """Frames at 0-based offsets `idx` as uint8 (T, C, H, W)."""
+        if not self.flow_length:
+            return torch.from_numpy(self.storage.read(record.path, record.start + idx)
+                                    ).permute(0, 3, 1, 2)
+        last = record.num_frames - 1
+        names = [self.flow_tmpl.format(record.start + min(int(i) + k, last), d)
+                 for i in idx for k in range(self.flow_length) for d in 'xy']
+        flow = self.storage.read_files(record.path, names, gray=True)   # (T*2L, H, W, 1)
+        return torch.from_numpy(flow).view(len(idx), self.channels, *flow.shape[1:3])
 
     def _train_clip(self, record: VideoRecord, rng) -> torch.Tensor:
         idx = self._indices(record, rng)[0]
-        frames = torch.from_numpy(self.storage.read(record.path, record.start + idx))
-        clip = self.transform(frames.permute(0, 3, 1, 2), rng)         # (T, C, H, W)
+        clip = self.transform(self._read(record, idx), rng)             # (T, C, H, W)
         return clip.permute(1, 0, 2, 3).contiguous()                      # (C, T, H, W)
 
     def _eval_views(self, record: VideoRecord) -> torch.Tensor:
         idx = self._indices(record, None)                                  # (clips, T)
         # Decode and resize each distinct frame once for all clips and crops.
         unique, inverse = np.unique(idx, return_inverse=True)
-        frames = torch.from_numpy(self.storage.read(record.path, record.start + unique))
-        frames = frames.permute(0, 3, 1, 2)
+        frames = self._read(record, unique)
         views = [self.transform(frames[torch.from_numpy(inv)])
                  for inv in inverse.reshape(idx.shape)]                    # (crops, T, C, h, w)
         views = torch.cat(views)                                           # (V, T, C, h, w)
@@ -152,7 +183,7 @@ class VideoDataset(Dataset):
         side = t.scale_size if t.num_crops == 3 else t.input_size
         views = self.num_clips * t.num_crops
         frames = frames_per_clip(self.groups, self.frames_per_group, self.dense)
-        return torch.zeros(views, 3, frames, side, side, dtype=torch.uint8)
+        return torch.zeros(views, self.channels, frames, side, side, dtype=torch.uint8)
 
 
 def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: int = 1
@@ -161,21 +192,32 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
     cfg = get_dataset_config(args.dataset)
     list_file = os.path.join(args.datadir, cfg[f'{split}_list'])
     records = parse_list_file(list_file, cfg['sep'], args.num_classes)
+    if getattr(args, 'exclude_list', None):
+        excluded = read_exclusion_list(args.exclude_list)
+        left = [r for r in records if r.path not in excluded]
+        if len(left) < len(records):
+            log.warning('%s: %d videos left out by --exclude_list %s', list_file,
+                        len(records) - len(left), args.exclude_list)
+        records = left
     kept = [r for r in records if r.num_frames >= cfg['min_frames']]
     if len(kept) < len(records):
         log.warning('%s: %d videos shorter than %d frames are skipped',
                     list_file, len(records) - len(kept), cfg['min_frames'])
     if not kept:
-        raise ListFileError(f'{list_file}: every video is shorter than {cfg["min_frames"]} frames')
+        raise ListFileError(f'{list_file}: no video left (every one is excluded or shorter '
+                            f'than {cfg["min_frames"]} frames)')
+    flow = args.modality == 'flow'
     if train:
         transform = TrainTransform(args.input_size, args.augmentor_ver, args.scale_range,
-                                   allow_flip=cfg['flip'])
+                                   allow_flip=cfg['flip'], flow=flow)
     else:
         transform = EvalTransform(args.input_size,
-                                  eval_scale_size(args.input_size, args.disable_scaleup), num_crops)
+                                  eval_scale_size(args.input_size, args.disable_scaleup), num_crops,
+                                  flow=flow)
     storage = make_storage(args, split, cfg, kept)
     return VideoDataset(kept, storage, args.groups, args.frames_per_group, args.dense_sampling,
-                        train, transform, args.random_sampling, num_clips, args.seed)
+                        train, transform, args.random_sampling, num_clips, args.seed,
+                        flow_length=args.flow_length if flow else 0, flow_tmpl=cfg['flow_tmpl'])
 
 
 def lmdb_path(datadir: str, split: str) -> str:
@@ -185,6 +227,20 @@ def lmdb_path(datadir: str, split: str) -> str:
 
 def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
     """The frame reader the options ask for; errors naming the path before training starts."""
+    if getattr(args, 'video_backend', 'frames') == 'pyav':
+        from utils.video_reader import VideoStorage
+        storage = VideoStorage(args.datadir, args.video_short_side)
+        missing = storage.missing([r.path for r in records])
+        if len(missing) == len(records):
+            raise FileNotFoundError(
+                f'{args.datadir}: none of the {len(records)} videos of the {split} list is a '
+                f'video file there (first: {records[0].path!r}); --video_backend pyav needs '
+                f'list files of video paths (python3 tools/annotations.py ... --from_videos)')
+        if missing:
+            log.warning('%s: %d of %d listed videos are missing (first: %r); they will be '
+                        'treated as unreadable', args.datadir, len(missing), len(records),
+                        missing[0])
+        return storage
     if getattr(args, 'use_lmdb', False):
         path = lmdb_path(args.datadir, split)
         storage = LMDBStorage(path, cfg['image_tmpl'])        # FileNotFoundError if absent
@@ -200,6 +256,11 @@ def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
                         'treated as unreadable', path, len(missing), len(records), missing[0])
         return storage
     return FolderStorage(args.datadir, cfg['image_tmpl'])
+
+
+def input_channels(args) -> int:
+    """Channels of a clip: 3 for rgb, 2 * --flow_length for flow."""
+    return 2 * args.flow_length if args.modality == 'flow' else 3
 
 
 def clip_length(args) -> int:
