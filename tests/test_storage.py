@@ -146,3 +146,17 @@ def test_decode_errors_name_the_file(tmp_path):
         decode_image(str(path), str(path))
     with pytest.raises(FrameReadError, match='missing.jpg'):
         decode_image(str(tmp_path / 'missing.jpg'), str(tmp_path / 'missing.jpg'))
+
+
+def test_lmdb_read_in_the_parent_then_in_loader_workers(frame_dataset):
+    """A process that read the database before its DataLoader forks workers: each worker
+    opens its own handle (py-lmdb refuses the inherited one's path until it is closed)."""
+    from torch.utils.data import DataLoader
+    _build(frame_dataset)
+    ds = build_dataset(_args(frame_dataset, '--use_lmdb'), 'train', train=True)
+    first = ds[0]['clip']                                 # opens the database in this process
+    loader = DataLoader(ds, batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert sum(b['clip'].shape[0] for b in batches) == 6 and all(b['bad'].sum() == 0 for b in batches)
+    assert torch.equal(batches[0]['clip'][0], first)
+    ds.storage.close()

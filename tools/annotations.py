@@ -19,6 +19,15 @@ Each listed video must have been extracted (tools/extract_frames.py) under --fra
 count comes from the extraction's .done marker or by counting the frames. Videos without frames
 are left out of the list and counted (written to <out>/<split>.missing.txt).
 
+--from_videos (for --video_backend pyav, which decodes clips from the video files): no
+extraction and no --frames; videos are found under --videos the same way (by relative path
+without extension, or by base name), list lines are `<path relative to --videos>.<ext> 1 N
+label`, and N is the number of frames decoding gives (utils/video_reader.py). N is counted from
+the packets, without decoding (~70x faster), for the codecs where that count was verified to
+equal the decoded count (utils.video_reader.FRAME_PER_PACKET_CODECS: h264, mpeg4, vp9), and by
+decoding otherwise or with --count decode. -j counts in parallel. A video that cannot be
+opened, has no video stream or no frames goes to <out>/<split>.missing.txt with the reason.
+
 Usage:
   python3 tools/annotations.py kinetics400 --ann kinetics400/train.csv --split train \\
       --frames data/k400 --out data/k400
@@ -26,8 +35,11 @@ Usage:
       --classes something-something-v2-labels.json --split train --frames data/ssv2 --out data/ssv2
   python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine \\
       --split train --val_fraction 0.2
+  python3 tools/annotations.py folders --videos raw/ --from_videos --split train -j 8
+      (writes raw/train.txt with lines like `jump/a.mp4 1 300 0`)
 """
 import argparse
+import concurrent.futures
 import csv
 import hashlib
 import json
@@ -124,7 +136,9 @@ def parse_moments(ann: str, split: str | None) -> list:
 
 
 def parse_folders(videos: str, split: str | None, split_folders: bool = False,
-                  val_fraction: float = 0.0) -> list:
+                  val_fraction: float = 0.0, keep_ext: bool = False) -> list:
+    """Entries of a one-folder-per-class layout; keep_ext: keys keep the file extension
+    (lists of video files, where a.mp4 and a.avi are two videos)."""
     from tools.extract_frames import find_videos
     root = os.path.join(videos, split) if split_folders else videos
     out = []
@@ -133,7 +147,8 @@ def parse_folders(videos: str, split: str | None, split_folders: bool = False,
         if len(parts) < 2:
             continue
         stem = os.path.splitext(rel)[0]
-        key = os.path.join(split, stem) if split_folders else stem
+        name = rel if keep_ext else stem
+        key = os.path.join(split, name) if split_folders else name
         if not split_folders and val_fraction > 0 and split in ('train', 'val'):
             h = int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
             if (h < val_fraction) != (split == 'val'):
@@ -174,22 +189,83 @@ def index_frame_folders(frames_root: str) -> dict:
     return index
 
 
+def index_video_files(videos_root: str) -> dict:
+    """{relative path, relative path without extension, base name without extension: relative
+    path of the video file}; where two files share a stem the first in sorted order wins."""
+    from tools.extract_frames import find_videos
+    index = {}
+    for rel in find_videos(videos_root):
+        stem = os.path.splitext(rel)[0]
+        index[rel] = rel
+        index.setdefault(stem, rel)
+        index.setdefault(os.path.basename(stem), rel)
+    return index
+
+
+def count_video_frames(path: str, count: str = 'demux') -> tuple:
+    """(N, '') where N is the number of frames decoding the first video stream gives, or
+    (0, reason). count='demux' counts packets without decoding where one packet is one frame
+    (utils.video_reader.packet_index), else decodes; count='decode' always decodes."""
+    import av
+    from utils.video_reader import packet_index
+    try:
+        index = packet_index(path) if count == 'demux' else None
+        if index is not None:
+            n = len(index[0])
+        else:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    return 0, 'no video stream'
+                n = sum(1 for _ in container.decode(container.streams.video[0]))
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, the run goes on
+        return 0, f'cannot read video: {type(exc).__name__}: {exc}'
+    return (n, '') if n else (0, 'no frames decoded')
+
+
+def _count_task(task):
+    return count_video_frames(*task)
+
+
+def count_videos(paths: list, count: str = 'demux', workers: int = 1, quiet: bool = True) -> list:
+    """count_video_frames of each path, in order, with -j processes and a progress bar."""
+    from tqdm import tqdm
+    tasks = [(p, count) for p in paths]
+    pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 and paths else None
+    try:
+        results = pool.map(_count_task, tasks, chunksize=4) if pool else map(_count_task, tasks)
+        return list(tqdm(results, total=len(tasks), desc='count frames', unit='video',
+                         disable=quiet))
+    finally:
+        if pool:
+            pool.shutdown()
+
+
 def write_list(entries: list, classes: list | None, frames_root: str, list_path: str,
-               image_tmpl: str = '{:05d}.jpg') -> dict:
-    """Write `path 1 N label` lines for entries that have frames; returns counts."""
-    index = index_frame_folders(frames_root)
+               image_tmpl: str = '{:05d}.jpg', from_videos: bool = False, workers: int = 1,
+               count: str = 'demux', quiet: bool = True) -> dict:
+    """Write `path 1 N label` lines for entries that have frames; returns counts. With
+    from_videos, `frames_root` is the root of the video files, paths are video files and N
+    comes from the videos (count_videos)."""
     class_index = {c: i for i, c in enumerate(classes)} if classes else {}
-    lines, missing, unknown = [], [], []
+    index = index_video_files(frames_root) if from_videos else index_frame_folders(frames_root)
+    located, missing = [], []
+    not_found = 'no video file' if from_videos else 'no extracted frames'
     for keys, label in entries:
         rel = next((index[k] for k in keys if k in index), None)
         if rel is None:
-            missing.append(keys[0])
-            continue
-        n = count_frames(os.path.join(frames_root, rel), image_tmpl)
+            missing.append(f'{keys[0]}\t{not_found}')
+        else:
+            located.append((keys, label, rel))
+    paths = [os.path.join(frames_root, rel) for _, _, rel in located]
+    if from_videos:
+        counts = count_videos(paths, count, workers, quiet)
+    else:
+        counts = [(count_frames(p, image_tmpl), 'no extracted frames') for p in paths]
+    lines, unknown = [], []
+    for (keys, label, rel), (n, reason) in zip(located, counts):
         if n == 0:
-            missing.append(keys[0])
-            continue
-        if label is None:
+            missing.append(f'{rel if from_videos else keys[0]}\t{reason}')
+        elif label is None:
             lines.append(f'{rel} 1 {n}')
         elif label in class_index:
             lines.append(f'{rel} 1 {n} {class_index[label]}')
@@ -204,7 +280,7 @@ def write_list(entries: list, classes: list | None, frames_root: str, list_path:
     miss_path = os.path.splitext(list_path)[0] + '.missing.txt'
     if missing or unknown:
         with open(miss_path, 'w') as f:
-            f.writelines(f'{m}\tno extracted frames\n' for m in missing)
+            f.writelines(m + '\n' for m in missing)
             f.writelines(f'{u}\tlabel not in the class list\n' for u in unknown)
     elif os.path.exists(miss_path):
         os.remove(miss_path)
@@ -218,12 +294,16 @@ PARSERS = dict(kinetics400=parse_kinetics400, ssv2=parse_ssv2, ssv1=parse_ssv1,
 def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = None,
               classes_file: str | None = None, videos: str | None = None,
               split_folders: bool = False, val_fraction: float = 0.0,
-              image_tmpl: str = '{:05d}.jpg') -> dict:
-    """Write <out>/<split>.txt (and <out>/categories.txt) for annotation format `fmt`."""
+              image_tmpl: str = '{:05d}.jpg', from_videos: bool = False, workers: int = 1,
+              count: str = 'demux', quiet: bool = True) -> dict:
+    """Write <out>/<split>.txt (and <out>/categories.txt) for annotation format `fmt`.
+    With from_videos the list names the video files under `videos` (`frames` is unused)."""
+    if from_videos and not videos:
+        raise SystemExit('error: --from_videos needs --videos (the root of the video files)')
     if fmt == 'folders':
         if not videos:
             raise SystemExit('error: folders format needs --videos')
-        entries = parse_folders(videos, split, split_folders, val_fraction)
+        entries = parse_folders(videos, split, split_folders, val_fraction, from_videos)
     else:
         if not ann:
             raise SystemExit(f'error: {fmt} format needs --ann')
@@ -243,7 +323,9 @@ def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = Non
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, 'categories.txt'), 'w') as f:
             f.writelines(c + '\n' for c in classes)
-    stats = write_list(entries, classes, frames, os.path.join(out, f'{split}.txt'), image_tmpl)
+    stats = write_list(entries, classes, videos if from_videos else frames,
+                       os.path.join(out, f'{split}.txt'), image_tmpl, from_videos, workers,
+                       count, quiet)
     stats['classes'] = len(classes)
     return stats
 
@@ -264,17 +346,30 @@ def arg_parser() -> argparse.ArgumentParser:
                         '(chosen by a hash of the path, deterministic) goes to val, the rest '
                         'to train')
     p.add_argument('--split', default='train', help='split name: writes <out>/<split>.txt')
-    p.add_argument('--frames', required=True, help='root of the extracted frame folders')
-    p.add_argument('--out', default=None, help='where the list goes (default: --frames)')
+    p.add_argument('--frames', help='root of the extracted frame folders (not with '
+                                    '--from_videos)')
+    p.add_argument('--from_videos', action='store_true',
+                   help='list the video files under --videos and count their frames (for '
+                        '--video_backend pyav: no extraction)')
+    p.add_argument('--count', choices=('demux', 'decode'), default='demux',
+                   help='--from_videos: count frames from the packets where that equals '
+                        'decoding (h264, mpeg4, vp9), or always by decoding')
+    p.add_argument('-j', '--workers', type=int, default=1, help='--from_videos: processes')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--out', default=None,
+                   help='where the list goes (default: --frames, or --videos with --from_videos)')
     p.add_argument('--image_tmpl', default='{:05d}.jpg', help='frame file names')
     return p
 
 
 def main(argv=None) -> int:
-    a = arg_parser().parse_args(argv)
-    out = a.out or a.frames
+    p = arg_parser()
+    a = p.parse_args(argv)
+    if not a.from_videos and not a.frames:
+        p.error('--frames is required (or --from_videos with --videos)')
+    out = a.out or (a.videos if a.from_videos else a.frames)
     s = make_list(a.format, a.frames, out, a.split, a.ann, a.classes, a.videos, a.split_folders,
-                  a.val_fraction, a.image_tmpl)
+                  a.val_fraction, a.image_tmpl, a.from_videos, a.workers, a.count, a.quiet)
     print(f'{os.path.join(out, a.split + ".txt")}: {s["written"]} videos, {s["classes"]} classes; '
           f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
     return 0

@@ -30,8 +30,9 @@ if ROOT not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
-VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv',
-                    '.3gp', '.ogv', '.wmv')
+from utils.video_reader import VIDEO_EXTENSIONS, resized_size  # noqa: E402,F401
+
+
 DONE = '.done'
 
 
@@ -61,14 +62,6 @@ def done_count(folder: str) -> int | None:
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def resized_size(w: int, h: int, short_side: int) -> tuple:
-    if not short_side or min(w, h) == short_side:
-        return w, h
-    if w <= h:
-        return short_side, max(1, round(h * short_side / w))
-    return max(1, round(w * short_side / h)), short_side
 
 
 def extract_video(task) -> tuple:

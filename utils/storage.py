@@ -175,6 +175,10 @@ class LMDBStorage:
         if self._env is None or self._pid != os.getpid():
             key = (os.path.realpath(self.path), os.getpid())
             if key not in _OPEN_ENVS:
+                # A handle inherited from the parent (it read before forking its workers) must
+                # not be used here, and py-lmdb refuses a second one until it is closed.
+                for inherited in [k for k in _OPEN_ENVS if k[0] == key[0]]:
+                    _OPEN_ENVS.pop(inherited).close()
                 _OPEN_ENVS[key] = open_lmdb(self.path)
             self._env, self._pid = _OPEN_ENVS[key], os.getpid()
         return self._env
