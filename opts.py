@@ -209,6 +209,10 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
             fail('--device cuda was asked for but CUDA is not available')
 
     notes = []
+    if args.modality == 'rgb' and args.flow_length != 5:
+        notes.append('--flow_length is ignored for rgb input')
+    if args.video_backend != 'pyav' and args.video_short_side:
+        notes.append('--video_short_side is ignored without --video_backend pyav')
     is_2d = args.backbone_net in TWO_D_BACKBONES
     if not is_2d and args.temporal_module_name is not None:
         notes.append(f'--temporal_module_name is ignored by {args.backbone_net} (a 3D model)')

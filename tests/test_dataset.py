@@ -137,10 +137,22 @@ def test_flow_stack_repeats_the_last_frame_of_a_short_video(flow_dataset):
     assert x == [_flow_value(k, 'x') for k in (7, 8, 9, 9, 9)]
 
 
+def test_flipped_flow_views_negate_x(flow_dataset, monkeypatch):
+    """10-crop evaluation on a dataset whose labels survive flips: views 5-9 are the flips of
+    views 0-4, and flipping flow negates its x component (255 - x); y is unchanged."""
+    monkeypatch.setitem(DATASET_CONFIG['synthetic'], 'flip', True)
+    args = args_for(flow_dataset, '--modality', 'flow', '--flow_length', '2', '--num_crops', '10')
+    views = build_dataset(args, 'val', train=False, num_crops=10)[0]['clip'].int()
+    assert views.shape == (10, 4, 4, 16, 16)
+    assert torch.equal(views[5:, 0::2], 255 - views[:5, 0::2].flip(-1))
+    assert torch.equal(views[5:, 1::2], views[:5, 1::2].flip(-1))
+    assert views[0, 0].float().mean() < 128 < views[5, 0].float().mean()   # not a no-op
+
+
 def test_exclude_list_leaves_videos_out(frame_dataset, tmp_path):
     bad = tmp_path / 'bad.txt'
     # the format of tools/check_dataset.py's bad-entries file, a comment, a plain path
-    bad.write_text('videos/v1 1 11 1\tmissing: no folder\n# note\nvideos/v4\n')
+    bad.write_text('videos/v1 1 11 1\tmissing: no folder\n# note\n\tvideos/v4\n')
     ds = build_dataset(args_for(frame_dataset, '--exclude_list', str(bad)), 'train', train=True)
     assert [r.path for r in ds.records] == ['videos/v0', 'videos/v2', 'videos/v3', 'videos/v5']
     with pytest.raises(FileNotFoundError, match='exclusion list not found'):

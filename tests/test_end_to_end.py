@@ -122,7 +122,8 @@ def test_flow_trains_and_tests(flow_dataset, tmp_path, backbone, extra):
             '--backbone_net', backbone, '--groups', '4', '--input_size', '32', '-b', '2', '-j', '0',
             '--no_imagenet_pretrained', '--logdir', str(tmp_path), '--lr', '0.01'] + extra
     trained = train_entry.main(args + ['--epochs', '1'])
-    assert '-flow-' in trained['folder'] and np.isfinite(trained['loss'])
+    length = 1 if '--flow_length' in extra else 5
+    assert f'-flow{length}-' in trained['folder'] and np.isfinite(trained['loss'])
     ckpt = os.path.join(trained['folder'], 'checkpoint.pth.tar')
     result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2', '--num_crops', '3'])
     assert result['count'] == 6 and result['scores'].shape == (6, 2)
@@ -135,5 +136,7 @@ def test_channels_last_trains_resumes_and_tests(tiny_synthetic, tmp_path):
     ckpt = os.path.join(first['folder'], 'checkpoint.pth.tar')
     second = train_entry.main(args + ['--epochs', '2', '--resume', ckpt])
     assert np.isfinite(first['loss']) and np.isfinite(second['loss'])
+    stem = weights(ckpt)['conv1.weight']                  # saved as trained: channels_last
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
     result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2'])
     assert result['count'] == 4

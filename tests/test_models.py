@@ -462,6 +462,12 @@ def test_channels_last_gives_the_same_outputs_and_gradients(family):
     model = build(backbone_net=backbone, depth=18, num_classes=4, groups=4, dropout=0.0,
                   temporal_module_name=tm or 'TSN').double()
     fast = to_channels_last(copy.deepcopy(model))
+    for p in fast.parameters():
+        if p.dim() in (4, 5):
+            layout = torch.channels_last if p.dim() == 4 else torch.channels_last_3d
+            assert p.is_contiguous(memory_format=layout)
+    stem = next(m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    assert not stem.weight.is_contiguous()            # its 7x7 kernel really moved
     x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
     y, y_fast = model(x), fast(x.contiguous(memory_format=torch.channels_last_3d))
     torch.testing.assert_close(y_fast, y, rtol=1e-9, atol=1e-9)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from tools import annotations, check_dataset, extract_frames
 from tools.build_lmdb import build_split
+from utils.video_dataset import read_exclusion_list
 
 av = pytest.importorskip('av')
 
@@ -149,7 +150,7 @@ def test_check_dataset_finds_each_fault(frame_dataset, tmp_path, use_lmdb):
     assert s['videos'] == 8
     assert s['unreadable frame'] == 1 and s['missing frames'] == 1 and s['missing video'] >= 1
     assert s['missing video'] + s['empty folder'] == 2
-    assert check_dataset.read_exclusions(bad) == {'videos/v1', 'videos/v2', 'videos/v6',
+    assert read_exclusion_list(bad) == {'videos/v1', 'videos/v2', 'videos/v6',
                                                   'videos/gone'}
     if not use_lmdb:
         assert s['empty folder'] == 1

@@ -77,6 +77,8 @@ def test_videos_to_frames_to_lmdb_to_trained_model(raw_videos, tmp_path):
 
 
 def test_videos_read_directly_with_pyav(raw_videos, tmp_path):
+    import shutil
+    raw_videos = shutil.copytree(raw_videos, str(tmp_path / 'raw'))   # the lists go beside them
     lists = str(tmp_path / 'lists')
     assert annotations.main(['folders', '--videos', raw_videos, '--from_videos', '--out', lists,
                              '--split', 'train', '-q']) == 0

@@ -187,10 +187,12 @@ def ensure_bench_dataset(root, height, width, videos, frames, quiet=False) -> st
     return path
 
 
-def prepare_storage(datadir: str, storage: str, quiet: bool = False) -> tuple[str, list]:
+def prepare_storage(datadir: str, storage: str, quiet: bool = False, gop: int = 25
+                    ) -> tuple[str, list]:
     """(datadir, extra options) that make the toolkit read the benchmark dataset from
     `storage`: its frame folders, LMDB databases built from them (tools/build_lmdb.py), or
-    H.264 mp4 files encoded from them (x264 defaults, one file per video, in <datadir>_mp4)."""
+    H.264 mp4 files encoded from them at 25 fps with a keyframe every `gop` frames (one file
+    per video, in <datadir>_mp4_gop<gop>)."""
     if storage == 'folders':
         return datadir, []
     splits = ('train', 'val')
@@ -203,7 +205,7 @@ def prepare_storage(datadir: str, storage: str, quiet: bool = False) -> tuple[st
                             lmdb_path(datadir, split), quiet=quiet)
         return datadir, ['--use_lmdb']
     import av
-    videos = datadir.rstrip('/') + '_mp4'
+    videos = datadir.rstrip('/') + f'_mp4_gop{gop}'
     done = os.path.join(videos, 'COMPLETE')
     if not os.path.isfile(done):
         if not quiet:
@@ -219,6 +221,7 @@ def prepare_storage(datadir: str, storage: str, quiet: bool = False) -> tuple[st
                     frames = storage_.read(path, range(int(start), int(end) + 1))
                     with av.open(out, 'w') as c:
                         s = c.add_stream('libx264', rate=25)
+                        s.codec_context.gop_size = gop
                         s.height, s.width, s.pix_fmt = frames.shape[1], frames.shape[2], 'yuv420p'
                         for img in frames:
                             for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
@@ -309,7 +312,7 @@ def bench_data(opts, rest) -> dict:
     from utils.video_dataset import build_dataset
     frames_dir = opts.datadir or ensure_bench_dataset(opts.root, opts.height, opts.width,
                                                       opts.videos, opts.frames, opts.quiet)
-    datadir, storage_args = prepare_storage(frames_dir, opts.storage, opts.quiet)
+    datadir, storage_args = prepare_storage(frames_dir, opts.storage, opts.quiet, opts.gop)
     args = toolkit_args(['--dataset', 'synthetic', '--datadir', datadir] + storage_args + rest)
     args.num_classes = num_classes_of(args)
     device = torch.device(opts.device if opts.device != 'auto' else
@@ -353,7 +356,8 @@ def bench_data(opts, rest) -> dict:
         if not opts.quiet:
             print(f'  measured {name}: ours {rows[-1]["ours_clips_per_s"]} clips/s, baseline '
                   f'{rows[-1]["baseline_clips_per_s"]} clips/s', flush=True)
-    result = dict(kind='data', datadir=datadir, storage=opts.storage, frames=args.groups, input_size=args.input_size,
+    result = dict(kind='data', datadir=datadir, storage=opts.storage,
+                  gop=opts.gop if opts.storage == 'video' else None, frames=args.groups, input_size=args.input_size,
                   workers=args.workers, batch_size=args.batch_size, device=str(device),
                   machine=machine(), rows=rows, checks=checks)
     if not opts.quiet:
@@ -411,14 +415,15 @@ def bench_one(model, args, device, mode: dict, opts, train: bool) -> dict:
     """Clips/s of training steps (or inference batches) of `model` in one mode."""
     from utils.engine import autocast
     from utils.engine import input_stats
-    from utils.video_dataset import clip_length
+    from utils.video_dataset import clip_length, input_channels
     stats = input_stats(args)
     amp_args = copy.copy(args)
     amp_args.amp = mode['amp']
     t = clip_length(args)
     b = args.batch_size
     gen = torch.Generator().manual_seed(0)
-    clips = torch.randint(0, 256, (b, 3, t, args.input_size, args.input_size), dtype=torch.uint8,
+    clips = torch.randint(0, 256, (b, input_channels(args), t, args.input_size, args.input_size),
+                          dtype=torch.uint8,
                           generator=gen).to(device)
     labels = torch.randint(0, args.num_classes, (b,), generator=gen).to(device)
     run = model
@@ -480,10 +485,10 @@ def bench_model(opts, rest) -> dict:
         modes.append(dict(name='amp+compile', amp=True, channels_last=False, compile=True))
     if opts.modes:
         modes = [m for m in modes if m['name'] in opts.modes]
-    from utils.video_dataset import clip_length
+    from utils.video_dataset import clip_length, input_channels
     from models import count_conv_macs
     model0, arch = build(args)
-    macs = count_conv_macs(model0, clip_length(args), args.input_size)
+    macs = count_conv_macs(model0, clip_length(args), args.input_size, input_channels(args))
     rows = []
     for dev in devices:
         device = torch.device(dev)
@@ -569,6 +574,8 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='what our loader reads: the JPEG folders, LMDB databases built from '
                         'them, or H.264 mp4 files encoded from them (--video_backend pyav); '
                         'the baseline always reads the folders')
+    d.add_argument('--gop', default=25, type=int,
+                   help='--storage video: frames between keyframes of the encoded videos')
     d.add_argument('--height', default=256, type=int)
     d.add_argument('--width', default=340, type=int)
     d.add_argument('--videos', default=48, type=int, help='training videos to generate')

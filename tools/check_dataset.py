@@ -4,8 +4,8 @@
 Finds: videos missing from storage, empty folders, listed frames that are absent (the frame
 count disagrees with the list), unreadable or truncated JPEGs, and (LMDB) records that do not
 decode. Prints a summary and writes the bad entries, one list line each followed by a tab and
-the reason, to --bad (default <split>.bad.txt next to the list): pass it back with --exclude to
-write a cleaned list (`--write_clean`), or just fix the data.
+the reason, to --bad (default <split>.bad.txt next to the list): give it to train.py/test.py
+as --exclude_list, write a cleaned list (`--write_clean`), or fix the data.
 
 Usage:
     python3 tools/check_dataset.py --root data/synthetic --split train val -j 4
@@ -122,12 +122,6 @@ def check_split(list_file: str, root: str, db: str | None = None, tmpl: str = '{
     stats = {k: counts.get(k, 0) for k in KINDS}
     stats.update(videos=len(lines), bad=len(bad), bad_file=bad_file, bad_entries=bad)
     return stats
-
-
-def read_exclusions(path: str) -> set:
-    """Video paths of a bad-entries file (first field of each line)."""
-    with open(path) as f:
-        return {line.split('\t')[0].split()[0] for line in f if line.strip()}
 
 
 def arg_parser() -> argparse.ArgumentParser:

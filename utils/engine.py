@@ -129,7 +129,8 @@ def build(args) -> tuple[torch.nn.Module, str]:
 def run_name(args, arch: str) -> str:
     """The folder under --logdir that holds a run's logs, checkpoints and scores."""
     sampling = 'dense' if args.dense_sampling else 'uniform'
-    return f'{args.dataset}-{args.modality}-{arch}-{sampling}-f{clip_length(args)}'
+    modality = f'flow{args.flow_length}' if args.modality == 'flow' else args.modality
+    return f'{args.dataset}-{modality}-{arch}-{sampling}-f{clip_length(args)}'
 
 
 def describe_model(model: torch.nn.Module, args) -> str:

@@ -34,7 +34,7 @@ def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
 
     JPEGs go through simplejpeg when it is installed: the same libjpeg-turbo decode as PIL
     (identical pixels, tested) without PIL's image object and two copies, about 4x faster on a
-    256x340 frame. CMYK JPEGs and other formats go through PIL.
+    256x340 frame. CMYK JPEGs, grey from colour JPEGs and other formats go through PIL.
     """
     try:
         if isinstance(source, str):
@@ -42,7 +42,8 @@ def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
                 source = f.read()
         if simplejpeg is not None and simplejpeg.is_jpeg(source):
             colorspace = simplejpeg.decode_jpeg_header(source)[2]
-            if colorspace in ('Gray', 'YCbCr', 'RGB'):
+            # Grey from a colour JPEG: simplejpeg gives the luma plane, PIL converts RGB.
+            if colorspace == 'Gray' or (not gray and colorspace in ('YCbCr', 'RGB')):
                 return simplejpeg.decode_jpeg(source, colorspace='GRAY' if gray else 'RGB')
         with Image.open(io.BytesIO(source)) as img:
             mode = 'L' if gray else 'RGB'

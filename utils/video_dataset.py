@@ -83,8 +83,7 @@ def read_exclusion_list(path: str) -> set[str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'exclusion list not found: {path}')
     with open(path) as f:
-        return {line.split('\t')[0].split()[0] for line in f
-                if line.strip() and not line.lstrip().startswith('#')}
+        return {line.split()[0] for line in f if line.strip() and not line.lstrip().startswith('#')}
 
 
 class VideoDataset(Dataset):
@@ -195,9 +194,9 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
     if getattr(args, 'exclude_list', None):
         excluded = read_exclusion_list(args.exclude_list)
         left = [r for r in records if r.path not in excluded]
-        if len(left) < len(records):
-            log.warning('%s: %d videos left out by --exclude_list %s', list_file,
-                        len(records) - len(left), args.exclude_list)
+        log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d paths are not in '
+                    'this list)', list_file, len(records) - len(left), args.exclude_list,
+                    len(excluded - {r.path for r in records}), len(excluded))
         records = left
     kept = [r for r in records if r.num_frames >= cfg['min_frames']]
     if len(kept) < len(records):

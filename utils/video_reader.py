@@ -144,6 +144,9 @@ class VideoStorage:
                 frames = self._decode(path, wanted, seek=False)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise FrameReadError(f'{path}: cannot decode: {type(exc).__name__}: {exc}') from exc
+        shapes = {frames[n].shape for n in wanted}
+        if len(shapes) > 1:
+            raise FrameReadError(f'{path}: frames of different sizes {sorted(shapes)}')
         return np.stack([frames[n] for n in numbers])
 
     def _image(self, frame) -> np.ndarray:
