@@ -160,3 +160,10 @@ def test_lmdb_read_in_the_parent_then_in_loader_workers(frame_dataset):
     assert sum(b['clip'].shape[0] for b in batches) == 6 and all(b['bad'].sum() == 0 for b in batches)
     assert torch.equal(batches[0]['clip'][0], first)
     ds.storage.close()
+
+
+def test_frames_of_different_sizes_are_an_error_naming_the_video(frame_dataset):
+    from PIL import Image
+    Image.new('RGB', (10, 10)).save(os.path.join(frame_dataset, 'videos', 'v0', '00002.jpg'))
+    with pytest.raises(FrameReadError, match=r'videos/v0: frames of different sizes'):
+        FolderStorage(frame_dataset).read('videos/v0', [1, 2])

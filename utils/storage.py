@@ -9,7 +9,7 @@ names, gray)` for other file names (the x/y images of optical flow):
   video holding the JPEG bytes of all its frames (a clip costs one key lookup);
 - utils.video_reader.VideoStorage: the video files themselves, decoded with PyAV.
 
-Both LMDBStorage and FolderStorage decode JPEG bytes with `decode_image`, so they return
+Both LMDBStorage and FolderStorage decode JPEG bytes with `decode_images`, so they return
 identical arrays for the same frame numbers.
 """
 import io
@@ -36,28 +36,55 @@ def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
     (identical pixels, tested) without PIL's image object and two copies, about 4x faster on a
     256x340 frame. CMYK JPEGs, grey from colour JPEGs and other formats go through PIL.
     """
-    try:
-        if isinstance(source, str):
-            with open(source, 'rb') as f:
-                source = f.read()
-        if simplejpeg is not None and simplejpeg.is_jpeg(source):
-            colorspace = simplejpeg.decode_jpeg_header(source)[2]
-            # Grey from a colour JPEG: simplejpeg gives the luma plane, PIL converts RGB.
-            if colorspace == 'Gray' or (not gray and colorspace in ('YCbCr', 'RGB')):
-                return simplejpeg.decode_jpeg(source, colorspace='GRAY' if gray else 'RGB')
-        with Image.open(io.BytesIO(source)) as img:
-            mode = 'L' if gray else 'RGB'
-            array = np.asarray(img if img.mode == mode else img.convert(mode))
-            return array[..., None] if gray else array
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise FrameReadError(f'{name}: {exc}') from exc
+    return decode_images([source], [name], gray, name)[0]
 
 
-def _stack(frames: list, name: str) -> np.ndarray:
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise FrameReadError(f'{name}: frames of different sizes {sorted(shapes)}')
-    return np.stack(frames)
+def decode_images(sources: list, names: list, gray: bool = False, where: str = '') -> np.ndarray:
+    """Decode images (paths or bytes) of one size into one uint8 array (N, H, W, 3 or 1), each
+    JPEG straight into its slot (no per-frame arrays to allocate and stack: half the time of
+    decoding 8 frames one by one). FrameReadError naming the file that cannot be read, or
+    `where` if the sizes differ."""
+    out = None
+    for i, (source, name) in enumerate(zip(sources, names)):
+        try:
+            if isinstance(source, str):
+                with open(source, 'rb') as f:
+                    source = f.read()
+            shape, fast = _jpeg_shape(source, gray)
+            if shape is None:
+                frame = _decode_with_pil(source, gray)
+                shape = frame.shape
+            if out is None:
+                out = np.empty((len(sources), *shape), np.uint8)
+            if out.shape[1:] != shape:
+                raise FrameReadError(f'{where or name}: frames of different sizes '
+                                     f'{tuple(out.shape[1:])} and {shape} ({name})')
+            if fast:
+                simplejpeg.decode_jpeg(source, colorspace='GRAY' if gray else 'RGB',
+                                       buffer=out[i])
+            else:
+                out[i] = frame
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise FrameReadError(f'{name}: {exc}') from exc
+    return out
+
+
+def _jpeg_shape(data: bytes, gray: bool) -> tuple:
+    """((H, W, C), True) for a JPEG simplejpeg decodes exactly as PIL does, else (None, False)."""
+    if simplejpeg is None or not simplejpeg.is_jpeg(data):
+        return None, False
+    h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    # Grey from a colour JPEG: simplejpeg gives the luma plane, PIL converts RGB.
+    if colorspace == 'Gray' or (not gray and colorspace in ('YCbCr', 'RGB')):
+        return (h, w, 1 if gray else 3), True
+    return None, False
+
+
+def _decode_with_pil(data: bytes, gray: bool) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        mode = 'L' if gray else 'RGB'
+        array = np.asarray(img if img.mode == mode else img.convert(mode))
+        return array[..., None] if gray else array
 
 
 class FolderStorage:
@@ -75,11 +102,8 @@ class FolderStorage:
 
     def read_files(self, video_path: str, names: list, gray: bool = False) -> np.ndarray:
         """The named image files of a video, stacked: (N, H, W, 3), or (N, H, W, 1) grey."""
-        frames = []
-        for name in names:
-            path = os.path.join(self.root, video_path, name)
-            frames.append(decode_image(path, path, gray))
-        return _stack(frames, os.path.join(self.root, video_path))
+        paths = [os.path.join(self.root, video_path, name) for name in names]
+        return decode_images(paths, paths, gray, os.path.join(self.root, video_path))
 
 
 # ----------------------------------------------------------------------------- LMDB
@@ -217,11 +241,9 @@ class LMDBStorage:
     def read_files(self, video_path: str, names: list, gray: bool = False) -> np.ndarray:
         """The named frame files of a video's record, stacked as FolderStorage.read_files."""
         record = self.get_record(video_path, set(names))
-        frames = []
-        for name in names:
-            where = f'{self.path}[{video_path}/{name}]'
-            blob = record.get(name)
-            if blob is None:
+        wheres = [f'{self.path}[{video_path}/{name}]' for name in names]
+        for name, where in zip(names, wheres):
+            if name not in record:
                 raise FrameReadError(f'{where}: frame not in the record')
-            frames.append(decode_image(blob, where, gray))
-        return _stack(frames, f'{self.path}[{video_path}]')
+        return decode_images([record[n] for n in names], wheres, gray,
+                             f'{self.path}[{video_path}]')
