@@ -21,19 +21,24 @@ def write_video(folder: str, frames: int, h: int = 24, w: int = 32, seed: int = 
         Image.fromarray(img).save(os.path.join(folder, tmpl.format(start + k)), quality=95)
 
 
-@pytest.fixture
-def frame_dataset(tmp_path):
-    """A datadir with train/val/test lists of 6 short videos of 2 classes (synthetic layout)."""
-    root = tmp_path / 'data'
+def write_dataset(root, write, first_length: int) -> str:
+    """Six videos of 2 classes, `first_length` + i frames each, written by write(folder, n, i),
+    and the same train/val/test lists of them (synthetic layout)."""
     lines = []
     for i in range(6):
-        n = 10 + i
-        write_video(str(root / 'videos' / f'v{i}'), n, seed=i)
+        n = first_length + i
+        write(str(root / 'videos' / f'v{i}'), n, i)
         lines.append(f'videos/v{i} 1 {n} {i % 2}')
     for split in ('train', 'val', 'test'):
         (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
     (root / 'categories.txt').write_text('a\nb\n')
     return str(root)
+
+
+@pytest.fixture
+def frame_dataset(tmp_path):
+    """A datadir with lists of 6 short videos (10-15 frames) of 2 classes."""
+    return write_dataset(tmp_path / 'data', lambda f, n, i: write_video(f, n, seed=i), 10)
 
 
 def write_flow_video(folder: str, frames: int, h: int = 24, w: int = 32,
@@ -49,14 +54,5 @@ def write_flow_video(folder: str, frames: int, h: int = 24, w: int = 32,
 
 @pytest.fixture
 def flow_dataset(tmp_path):
-    """A datadir like frame_dataset's, holding optical-flow image pairs instead of frames."""
-    root = tmp_path / 'flow'
-    lines = []
-    for i in range(6):
-        n = 9 + i
-        write_flow_video(str(root / 'videos' / f'v{i}'), n)
-        lines.append(f'videos/v{i} 1 {n} {i % 2}')
-    for split in ('train', 'val', 'test'):
-        (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
-    (root / 'categories.txt').write_text('a\nb\n')
-    return str(root)
+    """A datadir like frame_dataset's (9-14 frames), holding optical-flow image pairs."""
+    return write_dataset(tmp_path / 'flow', lambda f, n, i: write_flow_video(f, n), 9)

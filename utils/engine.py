@@ -44,11 +44,11 @@ class Runtime:
 def keep_freed_memory() -> bool:
     """Make glibc serve large allocations from the heap and keep freed memory for reuse.
 
-    By default glibc maps every allocation above 32 MiB (a float batch of clips, a layer's
-    activations) fresh from the OS and unmaps it on free, so each step page-faults the same
-    memory in again: converting a uint8 batch of 8 clips of 8x224x224 to float takes 22 ms
-    that way and 7 ms with this (one core; the allocators PyTorch's CPU tuning guide suggests,
-    jemalloc and tcmalloc, reuse memory the same way). DataLoader workers inherit it.
+    By default glibc maps large allocations (a float batch of clips, a layer's activations)
+    fresh from the OS and unmaps them on free, so each step page-faults the same memory in
+    again (the allocators PyTorch's CPU tuning guide suggests, jemalloc and tcmalloc, reuse
+    memory the same way). DataLoader workers inherit the setting. The README's Speed section
+    has the measured effect (tools/benchmark.py model ... with and without --system_malloc).
     Returns False where it does not apply (not glibc).
     """
     import ctypes

@@ -33,16 +33,15 @@ def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
     FrameReadError naming `name` if it cannot be read.
 
     JPEGs go through simplejpeg when it is installed: the same libjpeg-turbo decode as PIL
-    (identical pixels, tested) without PIL's image object and two copies, about 4x faster on a
-    256x340 frame. CMYK JPEGs, grey from colour JPEGs and other formats go through PIL.
+    (identical pixels, tested) without PIL's image object and its copies. CMYK JPEGs, grey
+    from colour JPEGs and other formats go through PIL.
     """
     return decode_images([source], [name], gray, name)[0]
 
 
 def decode_images(sources: list, names: list, gray: bool = False, where: str = '') -> np.ndarray:
     """Decode images (paths or bytes) of one size into one uint8 array (N, H, W, 3 or 1), each
-    JPEG straight into its slot (no per-frame arrays to allocate and stack: half the time of
-    decoding 8 frames one by one). FrameReadError naming the file that cannot be read, or
+    JPEG straight into its slot (no per-frame arrays to allocate and stack). FrameReadError naming the file that cannot be read, or
     `where` if the sizes differ."""
     out = None
     for i, (source, name) in enumerate(zip(sources, names)):

@@ -179,8 +179,8 @@ def normalize(batch: torch.Tensor, mean, std, channels_last: bool = False) -> to
     """uint8 (..., C, T, H, W) on any device -> float, scaled to [0, 1] and normalised;
     `channels_last` gives a 5-D batch the channels_last_3d layout in the same pass.
 
-    One conversion and two in-place passes, (x * 1/(255 std)) - mean/std: about 3x faster on
-    CPU than dividing and subtracting into new tensors; equal to float32 round-off.
+    One conversion and two in-place passes, (x * 1/(255 std)) - mean/std, instead of
+    dividing and subtracting into new tensors; equal to float32 round-off.
     """
     c = batch.shape[-4]
     shape = (c, 1, 1, 1)

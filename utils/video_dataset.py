@@ -226,33 +226,21 @@ def lmdb_path(datadir: str, split: str) -> str:
 
 def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
     """The frame reader the options ask for; errors naming the path before training starts."""
+    paths = [r.path for r in records]
     if getattr(args, 'video_backend', 'frames') == 'pyav':
         from utils.video_reader import VideoStorage
         storage = VideoStorage(args.datadir, args.video_short_side)
-        missing = storage.missing([r.path for r in records])
-        if len(missing) == len(records):
-            raise FileNotFoundError(
-                f'{args.datadir}: none of the {len(records)} videos of the {split} list is a '
-                f'video file there (first: {records[0].path!r}); --video_backend pyav needs '
-                f'list files of video paths (python3 tools/annotations.py ... --from_videos)')
-        if missing:
-            log.warning('%s: %d of %d listed videos are missing (first: %r); they will be '
-                        'treated as unreadable', args.datadir, len(missing), len(records),
-                        missing[0])
+        _check_found(args.datadir, split, paths, storage.missing(paths), 'is a video file there',
+                     '--video_backend pyav needs list files of video paths (python3 '
+                     'tools/annotations.py ... --from_videos)')
         return storage
     if getattr(args, 'use_lmdb', False):
         path = lmdb_path(args.datadir, split)
         storage = LMDBStorage(path, cfg['image_tmpl'])        # FileNotFoundError if absent
-        missing = storage.missing_keys([r.path for r in records])
+        missing = storage.missing_keys(paths)
         storage.close()                                       # workers open their own handle
-        if len(missing) == len(records):
-            raise FileNotFoundError(
-                f'{path}: none of the {len(records)} videos of the {split} list has a record '
-                f'(first: {records[0].path!r}); build it with: python3 tools/build_lmdb.py '
-                f'--root {args.datadir} --split {split}')
-        if missing:
-            log.warning('%s: %d of %d listed videos have no record (first: %r); they will be '
-                        'treated as unreadable', path, len(missing), len(records), missing[0])
+        _check_found(path, split, paths, missing, 'has a record', f'build it with: python3 '
+                     f'tools/build_lmdb.py --root {args.datadir} --split {split}')
         return storage
     return FolderStorage(args.datadir, cfg['image_tmpl'])
 
@@ -260,6 +248,17 @@ def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
 def input_channels(args) -> int:
     """Channels of a clip: 3 for rgb, 2 * --flow_length for flow."""
     return 2 * args.flow_length if args.modality == 'flow' else 3
+
+
+def _check_found(where: str, split: str, paths: list, missing: list, found: str, hint: str):
+    """None of a list's videos in storage is an error (a wrong path or option); some missing
+    is a warning (those videos count as unreadable)."""
+    if len(missing) == len(paths):
+        raise FileNotFoundError(f'{where}: none of the {len(paths)} videos of the {split} list '
+                                f'{found} (first: {paths[0]!r}); {hint}')
+    if missing:
+        log.warning('%s: %d of %d videos of the %s list are missing (first: %r); they will be '
+                    'treated as unreadable', where, len(missing), len(paths), split, missing[0])
 
 
 def clip_length(args) -> int:
