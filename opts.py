@@ -13,7 +13,9 @@ BACKBONES = ['resnet', 'inception_v1', 'i3d_resnet', 's3d_resnet', 'i3d', 's3d',
 TWO_D_BACKBONES = ('resnet', 'inception_v1')
 
 
-def arg_parser() -> argparse.ArgumentParser:
+def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
+    """Every option of train.py and test.py; `distributed` words -b/-j for train_dist.py,
+    where -b is the global batch and -j the workers of a node."""
     p = argparse.ArgumentParser(
         description='Video action recognition: train and evaluate 2D and 3D CNNs.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -94,14 +96,18 @@ def arg_parser() -> argparse.ArgumentParser:
     d.add_argument('--exclude_list', default=None, type=str,
                    help='file of videos to leave out of every split (first field of each line '
                         'a video path, as tools/check_dataset.py writes its bad entries)')
-    d.add_argument('-j', '--workers', default=2, type=int, help='data loading processes')
+    d.add_argument('-j', '--workers', default=2, type=int,
+                   help='data loading processes per node, split among its processes'
+                   if distributed else 'data loading processes')
     d.add_argument('--max_bad_ratio', default=0.01, type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
                         '(unreadable ones are replaced and counted up to then)')
 
     t = p.add_argument_group('training')
     t.add_argument('-b', '--batch-size', default=8, type=int,
-                   help='clips per iteration (train.py: across all GPUs)')
+                   help='GLOBAL batch: clips per iteration summed over all processes of all '
+                        'nodes, split evenly among them (an error if it does not divide)'
+                   if distributed else 'clips per iteration (train.py: across all GPUs)')
     t.add_argument('--lr', default=0.01, type=float, help='initial learning rate')
     t.add_argument('--lr_scheduler', default='cosine',
                    choices=['step', 'multisteps', 'cosine', 'plateau'], help='learning-rate schedule')

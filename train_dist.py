@@ -20,16 +20,10 @@ from utils.engine import fit
 
 
 def dist_parser():
-    p = arg_parser()
+    p = arg_parser(distributed=True)
     p.description = ('Distributed training (DistributedDataParallel). -b/--batch-size is the '
                      'GLOBAL batch: it is split evenly across all processes of all nodes; '
                      '-j is the loader workers per node, split across its processes.')
-    for action in p._actions:
-        if '--batch-size' in action.option_strings:
-            action.help = ('GLOBAL batch: clips per iteration summed over all processes of all '
-                           'nodes, split evenly among them (an error if it does not divide)')
-        if '--workers' in action.option_strings:
-            action.help = 'data loading processes per node, split among its processes'
     return add_launch_options(p)
 
 

@@ -78,11 +78,22 @@ def detect_format(state: dict[str, torch.Tensor]) -> str:
     return 'this project / original release'
 
 
+def cross_modality(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """An RGB conv kernel (out, 3, ...) for a conv of other input channels (flow): the kernel
+    averaged over its 3 channels, in every channel (TSN's cross-modality initialisation); None
+    when ``source`` is not such a kernel for ``target``."""
+    if (source.dim() in (4, 5) and target.dim() in (4, 5) and source.shape[1] == 3
+            and target.shape[1] != 3 and source.shape[0] == target.shape[0]):
+        return source.mean(dim=1, keepdim=True).expand(-1, target.shape[1], *source.shape[2:])
+    return None
+
+
 def load_pretrained(model: nn.Module, path: str) -> str:
     """Load the weights of ``path`` into ``model`` and return a one-paragraph report.
 
     Every key and shape must fit, except the classifier: when its number of classes differs the
-    backbone is loaded and the classifier keeps its fresh initialisation (said in the report).
+    backbone is loaded and the classifier keeps its fresh initialisation (said in the report);
+    and an RGB stem for a flow model, which takes the cross-modality kernel (said too).
     A key or shape that does not fit is an error that lists them.
     """
     state = read_state_dict(path)
@@ -90,6 +101,13 @@ def load_pretrained(model: nn.Module, path: str) -> str:
     if fmt.startswith('torchvision'):
         state = from_torchvision_video(state)
     own = model.state_dict()
+    adapted = []
+    for k in list(state):
+        if k in own and state[k].shape != own[k].shape:
+            kernel = cross_modality(state[k], own[k])
+            if kernel is not None and kernel.shape == own[k].shape:
+                state[k] = kernel
+                adapted.append(k)
     file_classes = state['fc.bias'].numel() if 'fc.bias' in state else None
     reinit_classifier = all(k in state and k in own and state[k].shape != own[k].shape
                             for k in CLASSIFIER_KEYS)
@@ -111,6 +129,9 @@ def load_pretrained(model: nn.Module, path: str) -> str:
     if reinit_classifier:
         report += (f'; the classifier was re-initialised: the file has {file_classes} classes, '
                    f'the model {own["fc.bias"].numel()}')
+    if adapted:
+        report += (f'; {", ".join(adapted)}: RGB kernel averaged over its channels for the '
+                   f'{own[adapted[0]].shape[1]}-channel input (cross-modality)')
     return report
 
 
@@ -133,11 +154,8 @@ def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tu
             m = re.match(r'^(.*\.conv\d)\.0\.weight$', key)
             if m and target.dim() == 5 and target.shape[2] == 1:
                 source = state2d.get(m.group(1) + '.weight')
-        if (source is not None and source.dim() in (4, 5) and target.dim() in (4, 5)
-                and source.shape[1] == 3 and target.shape[1] != 3
-                and source.shape[0] == target.shape[0]):
-            source = source.mean(dim=1, keepdim=True).expand(
-                -1, target.shape[1], *source.shape[2:])
+        if source is not None and cross_modality(source, target) is not None:
+            source = cross_modality(source, target)
         if key in CLASSIFIER_KEYS or source is None:
             left.append(key)
         elif source.shape == target.shape:

@@ -475,3 +475,15 @@ def test_channels_last_gives_the_same_outputs_and_gradients(family):
     y_fast.square().sum().backward()
     for (name, p), q in zip(model.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-7, atol=1e-7, msg=name)
+
+
+def test_rgb_checkpoint_starts_a_flow_model_with_the_cross_modality_stem(tmp_path):
+    rgb = build(depth=18, num_classes=5, groups=4)
+    path = tmp_path / 'rgb.pth'
+    torch.save({'state_dict': rgb.state_dict()}, path)
+    flow = build_model(make_args(depth=18, num_classes=5, groups=4, input_channels=10))[0]
+    report = load_pretrained(flow, str(path))
+    assert 'conv1.weight: RGB kernel averaged' in report and '10-channel' in report
+    for c in range(10):
+        torch.testing.assert_close(flow.conv1.weight[:, c], rgb.conv1.weight.mean(dim=1))
+    torch.testing.assert_close(flow.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)

@@ -108,8 +108,14 @@ def test_missing_key_is_replaced_in_training(frame_dataset):
 
 
 def test_lmdb_flow_reads_equal_folders(flow_dataset):
-    s = _build(flow_dataset, image_tmpl='{:05d}_x.jpg')      # packs the x and y images
-    assert s['written'] == 6 and s['failed'] == 0
+    os.remove(os.path.join(flow_dataset, 'videos', 'v3', '00004_y.jpg'))
+    s = _build(flow_dataset, image_tmpl='{:05d}_{}.jpg')     # packs the x and y images
+    assert s['written'] == 5 and s['failed'] == 1             # v3 lacks a y image
+    assert '00004_y.jpg' in open(s['errors_file']).read()
+    from tools.check_dataset import check_split
+    c = check_split(os.path.join(flow_dataset, 'train.txt'), flow_dataset, tmpl='{:05d}_{}.jpg',
+                    quiet=True)
+    assert c['bad'] == 1 and c['missing frames'] == 1 and 'videos/v3' in c['bad_entries'][0][0]
     names = ['00002_x.jpg', '00002_y.jpg', '00009_x.jpg']
     db = LMDBStorage(os.path.join(flow_dataset, 'train.lmdb'))
     grey = db.read_files('videos/v0', names, gray=True)

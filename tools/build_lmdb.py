@@ -33,7 +33,7 @@ if ROOT not in sys.path:
 from tqdm import tqdm  # noqa: E402
 
 from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY, decode_image,  # noqa: E402
-                           decode_video_record, encode_video_record, open_lmdb)
+                           decode_video_record, encode_video_record, frame_names, open_lmdb)
 
 GIB = 1 << 30
 
@@ -64,8 +64,8 @@ def pack_video(task):
         return path, None, f'{folder}: no image files'
     if image_tmpl:
         present = set(names)
-        absent = [image_tmpl.format(n) for n in range(start, end + 1)
-                  if image_tmpl.format(n) not in present]
+        absent = [name for n in range(start, end + 1) for name in frame_names(image_tmpl, n)
+                  if name not in present]
         if absent:
             return path, None, (f'{folder}: {len(absent)} listed frames missing '
                                 f'(first: {absent[0]})')
@@ -202,7 +202,8 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='where the databases go, as <out>/<split>.lmdb (default: --root, where '
                         '--use_lmdb looks for them)')
     p.add_argument('--image_tmpl', default='{:05d}.jpg',
-                   help='frame file names; used to check that the listed frames are present')
+                   help="frame file names; used to check that the listed frames are present "
+                        "(optical flow: '{:05d}_{}.jpg', both x and y images)")
     p.add_argument('--sep', default=' ', help='field separator of the list files')
     p.add_argument('-j', '--workers', type=int, default=1, help='processes reading the folders')
     p.add_argument('--map_size_gb', type=float, default=1.0,

@@ -24,7 +24,7 @@ if ROOT not in sys.path:
 from tqdm import tqdm  # noqa: E402
 
 from utils.storage import (FrameReadError, LMDBStorage, check_lmdb_path,  # noqa: E402
-                           decode_image)
+                           decode_image, frame_names)
 
 KINDS = ('missing video', 'empty folder', 'missing frames', 'unreadable frame')
 
@@ -42,7 +42,7 @@ def check_entry(task):
     line, root, db, tmpl, sep, decode = task
     parts = line.split(sep)
     path, start, end = parts[0], int(parts[1]), int(parts[2])
-    names = [tmpl.format(n) for n in range(start, end + 1)]
+    names = [name for n in range(start, end + 1) for name in frame_names(tmpl, n)]
     if db:
         storage = _storage(db, tmpl)
         try:
@@ -134,7 +134,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--use_lmdb', action='store_true',
                    help='check <root>/<split>.lmdb (or --lmdb) instead of the folders')
     p.add_argument('--lmdb', default=None, help='the LMDB database (single --split)')
-    p.add_argument('--image_tmpl', default='{:05d}.jpg', help='frame file names')
+    p.add_argument('--image_tmpl', default='{:05d}.jpg',
+                   help="frame file names; optical flow: '{:05d}_{}.jpg' (x and y images)")
     p.add_argument('--sep', default=' ', help='list field separator')
     p.add_argument('--no_decode', action='store_true',
                    help='only check presence and counts, do not decode the JPEGs (fast)')

@@ -14,6 +14,7 @@ identical arrays for the same frame numbers.
 """
 import io
 import os
+import string
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,15 @@ try:
     import simplejpeg
 except ImportError:          # optional: PIL decodes the same pixels, slower
     simplejpeg = None
+
+
+def frame_names(image_tmpl: str, number: int) -> list[str]:
+    """The file names of frame `number`: one for an rgb template ('{:05d}.jpg'), the x and y
+    images for a flow template with a direction field ('{:05d}_{}.jpg')."""
+    fields = [f for _, f, _, _ in string.Formatter().parse(image_tmpl) if f is not None]
+    if len(fields) == 2:
+        return [image_tmpl.format(number, d) for d in 'xy']
+    return [image_tmpl.format(number)]
 
 
 class FrameReadError(RuntimeError):
