@@ -196,3 +196,36 @@ def test_command_line_matches_generate(tmp_path):
                    check=True, capture_output=True)
     generate(str(tmp_path / 'api'), seed=5, **dict(TINY, classes=2))
     assert tree(root) == tree(str(tmp_path / 'api'))
+
+
+@pytest.mark.parametrize('name', ['moving_right', 'moving_up', 'growing', 'shrinking',
+                                  'rotating_clockwise', 'rotating_counterclockwise'])
+def test_flow_carries_the_object_to_its_next_position(name):
+    """The flow image at the dot on the object (drawn at half the radius along its angle)
+    encodes where the renderer puts the dot in the next frame: right/down are positive, and
+    clockwise turns move a point right of the centre downwards."""
+    _, meta = render_video(name, 3, 96, 120, n_frames=10)
+    c, r, a = meta['center'], meta['radius'], meta['angle']
+    dot = c + 0.5 * r[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
+    for k, (fx, fy) in enumerate(synthetic._flow_frames(meta)):
+        col, row = np.floor(dot[k]).astype(int)           # the pixel whose centre is nearest
+        decoded = (np.array([fx[row, col], fy[row, col]], float) - 127.5) \
+            * synthetic.FLOW_BOUND / 127.5
+        # the field at the pixel centre, not at the exact dot: off by at most the field's
+        # change over half a pixel, plus 1/255 of the 40-pixel range
+        np.testing.assert_allclose(decoded, dot[k + 1] - dot[k], atol=0.3)
+        assert (fx == 128).mean() > 0.5 and (fy == 128).mean() > 0.5      # the background is still
+
+
+def test_flow_dataset_has_the_same_videos_as_flow_pairs(tmp_path, tiny):
+    root, _ = tiny
+    flow = str(tmp_path / 'flow')
+    generate(flow, seed=0, modality='flow', **TINY)
+    rgb_lists, flow_lists = read_list(root, 'train'), read_list(flow, 'train')
+    assert [(p, int(e) - 1, y) for p, _, e, y in rgb_lists] == \
+        [(p, int(e), y) for p, _, e, y in flow_lists]          # one flow field less
+    path, _, end, _ = flow_lists[0]
+    files = sorted(os.listdir(os.path.join(flow, path)))
+    assert files == sorted(f'{k:05d}_{d}.jpg' for k in range(1, int(end) + 1) for d in 'xy')
+    with Image.open(os.path.join(flow, path, '00001_x.jpg')) as img:
+        assert img.mode == 'L' and img.size == (40, 32)

@@ -18,7 +18,12 @@ Layout written under <root> (list lines are "videos/<id> 1 <frames> <label>"):
     categories.txt  train.txt  val.txt  test.txt  README.txt  videos/<id>/00001.jpg ...
     .synthetic (written first: marks the folder as ours)  .complete (written last)
 
+With --modality flow it writes the exact optical flow of the same videos instead (grey x/y
+pairs <k>_x.jpg, <k>_y.jpg between frames k and k+1): the moving, growing and rotating classes
+differ in their flow; appearing, disappearing and the static shapes have none.
+
 Usage: python3 tools/make_synthetic_dataset.py --root data/synthetic -j 2
+       python3 tools/make_synthetic_dataset.py --root data/synthetic_flow --modality flow -j 2
 """
 import argparse
 import colorsys
@@ -243,6 +248,32 @@ def _frames(plan: dict):
         yield np.rint(canvas).astype(np.uint8)
 
 
+# Flow images store 128 + displacement * 127.5 / FLOW_BOUND (pixels a frame), clipped to 0..255.
+FLOW_BOUND = 20.0
+
+
+def _flow_frames(plan: dict):
+    """Yield the exact optical flow from each frame to the next (n - 1 fields) as grey uint8
+    (x, y) images (H, W): the main object moves as a whole (translation, rotation about its
+    centre, scaling); the background and distractors do not move."""
+    h, w = plan['background'].shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5          # pixel centres
+    for k in range(plan['n_frames'] - 1):
+        cover = np.zeros((h, w, 3), np.float32)                    # where the object is
+        _composite(cover, plan['shape'], *plan['center'][k], plan['radius'][k],
+                   plan['angle'][k], (255, 255, 255), None, 1.0, outline=False)
+        cover = cover[..., 0] / 255.0
+        (cx0, cy0), (cx1, cy1) = plan['center'][k], plan['center'][k + 1]
+        scale = plan['radius'][k + 1] / plan['radius'][k]
+        turn = plan['angle'][k + 1] - plan['angle'][k]
+        px, py = xx - cx0, yy - cy0                                # relative to the centre
+        c, s = np.cos(turn), np.sin(turn)
+        dx = cx1 + scale * (c * px - s * py) - xx
+        dy = cy1 + scale * (s * px + c * py) - yy
+        yield tuple(np.clip(np.rint(d * cover * 127.5 / FLOW_BOUND + 127.5), 0, 255
+                            ).astype(np.uint8) for d in (dx, dy))
+
+
 def _label_index(label) -> int:
     if isinstance(label, str):
         return CLASS_NAMES.index(label)
@@ -277,13 +308,21 @@ def render_video(label, rng, height: int = 128, width: int = 160, n_frames: int 
 
 
 def _write_video(task: tuple) -> int:
-    """Worker: render one video into <root>/videos/<id>/ and return its frame count."""
-    root, seed, split, label, index, video_id, h, w, min_frames, max_frames = task
+    """Worker: render one video into <root>/videos/<id>/ and return its frame count (flow:
+    the n - 1 flow fields between its n frames, as <k>_x.jpg and <k>_y.jpg)."""
+    root, seed, split, label, index, video_id, h, w, min_frames, max_frames, modality = task
     rng = video_rng(seed, split, label, index)
     n = int(rng.integers(min_frames, max_frames + 1))
     folder = os.path.join(root, 'videos', video_id)
     os.makedirs(folder, exist_ok=True)
-    for k, frame in enumerate(_frames(_plan(label, rng, h, w, n)), 1):
+    plan = _plan(label, rng, h, w, n)
+    if modality == 'flow':
+        for k, pair in enumerate(_flow_frames(plan), 1):
+            for d, image in zip('xy', pair):
+                Image.fromarray(image).save(os.path.join(folder, f'{k:05d}_{d}.jpg'),
+                                            quality=JPEG_QUALITY)
+        return n - 1
+    for k, frame in enumerate(_frames(plan), 1):
         Image.fromarray(frame).save(os.path.join(folder, f'{k:05d}.jpg'), quality=JPEG_QUALITY)
     return n
 
@@ -327,8 +366,12 @@ def _command_line(opts: dict) -> str:
 
 def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class: int = 10,
              height: int = 128, width: int = 160, min_frames: int = 24, max_frames: int = 48,
-             classes: int | None = None, workers: int = 1, progress: bool = True) -> dict:
+             classes: int | None = None, workers: int = 1, progress: bool = True,
+             modality: str = 'rgb') -> dict:
     """Write the dataset to `root` and return a summary (classes, videos per split, path).
+
+    modality 'flow' writes the same videos' exact optical flow instead of their frames
+    (`--modality flow` of the toolkit; list lengths count flow fields, one less than frames).
 
     classes: keep only the first N classes. Same arguments give byte-identical files for any
     `workers`. Refuses a non-empty folder it did not write; a folder it wrote (complete or
@@ -346,9 +389,13 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class
         raise ValueError(f'need 2 <= min_frames <= max_frames, got {min_frames}, {max_frames}')
     if min(height, width) < 16:
         raise ValueError(f'frames must be at least 16x16, got {height}x{width}')
+    if modality not in ('rgb', 'flow'):
+        raise ValueError(f"modality must be 'rgb' or 'flow', got {modality!r}")
     opts = dict(seed=seed, videos_per_class=videos_per_class,
                 val_per_class=val_per_class, height=height, width=width,
                 min_frames=min_frames, max_frames=max_frames, classes=num_classes)
+    if modality == 'flow':
+        opts['modality'] = 'flow'           # rgb stays implicit: old READMEs read the same
 
     _prepare_root(root)
     with open(os.path.join(root, MARKER), 'w') as f:
@@ -362,7 +409,7 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class
             for label in range(num_classes):
                 video_id = f'{len(tasks):06d}'
                 tasks.append((root, seed, split, label, index, video_id, height, width,
-                              min_frames, max_frames))
+                              min_frames, max_frames, modality))
                 entries[split].append((video_id, label))
 
     bar = tqdm(total=len(tasks), desc='synthetic dataset', unit='video', disable=not progress)
@@ -438,6 +485,9 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--max_frames', type=int, default=48, help='most frames in a video')
     p.add_argument('--classes', type=int, default=None,
                    help=f'keep only the first N of the {len(CLASS_NAMES)} classes (default: all)')
+    p.add_argument('--modality', default='rgb', choices=['rgb', 'flow'],
+                   help='flow: the exact optical flow of the same videos as <k>_x.jpg/<k>_y.jpg '
+                        'grey pairs (128 = still, 20 px a frame = 255), for --modality flow')
     p.add_argument('-j', '--workers', type=int, default=1,
                    help='processes to render with (does not change the output)')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
@@ -452,7 +502,8 @@ def main(argv=None) -> None:
                            val_per_class=args.val_per_class, height=args.height,
                            width=args.width, min_frames=args.min_frames,
                            max_frames=args.max_frames, classes=args.classes,
-                           workers=args.workers, progress=not args.quiet)
+                           workers=args.workers, progress=not args.quiet,
+                           modality=args.modality)
     except (ValueError, OSError) as exc:
         sys.exit(f'error: {exc}')
     counts = ', '.join(f'{n} {s}' for s, n in summary['videos'].items())

@@ -94,7 +94,7 @@ def prepare_data(args, runtime: Runtime | None = None) -> None:
     if args.dataset == 'synthetic' and lists_missing and (runtime is None or runtime.is_main):
         # The generator writes the lists last, so a killed generation is redone here.
         from tools.make_synthetic_dataset import ensure_synthetic_dataset
-        ensure_synthetic_dataset(args.datadir)
+        ensure_synthetic_dataset(args.datadir, modality=args.modality)
     if runtime is not None and runtime.distributed:
         torch.distributed.barrier()          # the others wait for the main process's data
     if not os.path.isdir(args.datadir):
