@@ -173,6 +173,10 @@ class VideoStorage:
             if not container.streams.video:
                 raise FrameReadError(f'{path}: no video stream')
             stream = container.streams.video[0]
+            # One decoding thread: the DataLoader workers already decode videos in parallel
+            # (tools/benchmark.py data --storage video, 2 cores, -j 2: 52 clips/s, 48 with
+            # PyAV's default threading).
+            stream.codec_context.thread_count = 1
             frames = container.decode(stream)
 
             def seek_to(ts):
