@@ -88,13 +88,14 @@ def cross_modality(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor |
     return None
 
 
-def load_pretrained(model: nn.Module, path: str) -> str:
+def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False) -> str:
     """Load the weights of ``path`` into ``model`` and return a one-paragraph report.
 
     Every key and shape must fit, except the classifier: when its number of classes differs the
     backbone is loaded and the classifier keeps its fresh initialisation (said in the report);
-    and an RGB stem for a flow model, which takes the cross-modality kernel (said too).
-    A key or shape that does not fit is an error that lists them.
+    and, with ``adapt_rgb_stem`` (to start training a flow model), an RGB stem, which takes the
+    cross-modality kernel (said too). A key or shape that does not fit is an error that lists
+    them (so evaluation never runs an RGB model on flow).
     """
     state = read_state_dict(path)
     fmt = detect_format(state)
@@ -102,7 +103,7 @@ def load_pretrained(model: nn.Module, path: str) -> str:
         state = from_torchvision_video(state)
     own = model.state_dict()
     adapted = []
-    for k in list(state):
+    for k in list(state) if adapt_rgb_stem else []:
         if k in own and state[k].shape != own[k].shape:
             kernel = cross_modality(state[k], own[k])
             if kernel is not None and kernel.shape == own[k].shape:

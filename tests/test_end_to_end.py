@@ -140,3 +140,23 @@ def test_channels_last_trains_resumes_and_tests(tiny_synthetic, tmp_path):
     assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
     result = test_entry.main(args + ['--pretrained', ckpt, '--num_clips', '2'])
     assert result['count'] == 4
+
+
+def test_synthetic_folder_of_the_other_modality_is_a_clear_error(tiny_synthetic, tmp_path):
+    with pytest.raises(SystemExit, match='holds the synthetic dataset as rgb, not flow'):
+        train_entry.main(common(tiny_synthetic, str(tmp_path)) + ['--modality', 'flow',
+                                                                    '--epochs', '1'])
+
+
+def test_test_py_refuses_an_rgb_checkpoint_for_flow(flow_dataset, tiny_synthetic, tmp_path):
+    """train.py may start flow from RGB weights (cross-modality); test.py must not evaluate an
+    RGB model on flow."""
+    run = train_entry.main(common(tiny_synthetic, str(tmp_path)) + ['--epochs', '1'])
+    ckpt = os.path.join(run['folder'], 'checkpoint.pth.tar')
+    flow = ['--dataset', 'synthetic', '--datadir', flow_dataset, '--modality', 'flow',
+            '--backbone_net', 'resnet', '-d', '18', '--temporal_module_name', 'TAM', '--groups', '4',
+            '--input_size', '32', '-b', '2', '-j', '0', '--logdir', str(tmp_path / 'f')]
+    with pytest.raises(SystemExit, match='conv1.weight'):
+        test_entry.main(flow + ['--pretrained', ckpt])
+    started = train_entry.main(flow + ['--pretrained', ckpt, '--epochs', '1'])
+    assert np.isfinite(started['loss'])

@@ -482,7 +482,9 @@ def test_rgb_checkpoint_starts_a_flow_model_with_the_cross_modality_stem(tmp_pat
     path = tmp_path / 'rgb.pth'
     torch.save({'state_dict': rgb.state_dict()}, path)
     flow = build_model(make_args(depth=18, num_classes=5, groups=4, input_channels=10))[0]
-    report = load_pretrained(flow, str(path))
+    with pytest.raises(SystemExit, match='conv1.weight'):          # evaluation: refused
+        load_pretrained(flow, str(path))
+    report = load_pretrained(flow, str(path), adapt_rgb_stem=True)  # training: adapted
     assert 'conv1.weight: RGB kernel averaged' in report and '10-channel' in report
     for c in range(10):
         torch.testing.assert_close(flow.conv1.weight[:, c], rgb.conv1.weight.mean(dim=1))

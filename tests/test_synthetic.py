@@ -229,3 +229,10 @@ def test_flow_dataset_has_the_same_videos_as_flow_pairs(tmp_path, tiny):
     assert files == sorted(f'{k:05d}_{d}.jpg' for k in range(1, int(end) + 1) for d in 'xy')
     with Image.open(os.path.join(flow, path, '00001_x.jpg')) as img:
         assert img.mode == 'L' and img.size == (40, 32)
+
+
+def test_flow_faster_than_the_images_hold_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match='px a frame'):
+        generate(str(tmp_path / 'f'), seed=0, modality='flow', videos_per_class=1,
+                 val_per_class=1, height=128, width=160, min_frames=3, max_frames=3,
+                 classes=2, progress=False)

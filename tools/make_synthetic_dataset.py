@@ -258,6 +258,13 @@ def _flow_frames(plan: dict):
     centre, scaling); the background and distractors do not move."""
     h, w = plan['background'].shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5          # pixel centres
+    # No point of the object moves further than its centre, plus its rim's turn and growth.
+    fastest = (np.hypot(*np.diff(plan['center'], axis=0).T).max()
+               + plan['radius'].max() * np.abs(np.diff(plan['angle'])).max()
+               + np.abs(np.diff(plan['radius'])).max())
+    if fastest > FLOW_BOUND:
+        raise ValueError(f'the flow of this video reaches {fastest:.1f} px a frame, more than '
+                         f'the {FLOW_BOUND:.0f} px flow images hold: use more frames')
     for k in range(plan['n_frames'] - 1):
         cover = np.zeros((h, w, 3), np.float32)                    # where the object is
         _composite(cover, plan['shape'], *plan['center'][k], plan['radius'][k],
@@ -445,6 +452,15 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class
         f.write('ok\n')
     return dict(root=root, num_classes=num_classes, classes=names,
                 videos={s: len(entries[s]) for s in SPLITS}, frames=int(sum(lengths)))
+
+
+def dataset_modality(root: str) -> str | None:
+    """'rgb' or 'flow' for a folder this tool wrote, None otherwise."""
+    try:
+        with open(os.path.join(root, MARKER)) as f:
+            return json.load(f).get('modality', 'rgb')
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def ensure_synthetic_dataset(root: str, **kwargs) -> dict | None:

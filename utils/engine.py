@@ -95,6 +95,13 @@ def prepare_data(args, runtime: Runtime | None = None) -> None:
         # The generator writes the lists last, so a killed generation is redone here.
         from tools.make_synthetic_dataset import ensure_synthetic_dataset
         ensure_synthetic_dataset(args.datadir, modality=args.modality)
+    if args.dataset == 'synthetic':
+        from tools.make_synthetic_dataset import dataset_modality
+        found = dataset_modality(args.datadir)
+        if found is not None and found != args.modality:
+            raise SystemExit(f'error: {args.datadir} holds the synthetic dataset as {found}, '
+                             f'not {args.modality}: pick another --datadir (e.g. '
+                             f'data/synthetic_{args.modality}) to generate it there')
     if runtime is not None and runtime.distributed:
         torch.distributed.barrier()          # the others wait for the main process's data
     if not os.path.isdir(args.datadir):
@@ -365,7 +372,7 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
     log.info(f'run {name}: {count_params(model):,} parameters, {args.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
     if args.pretrained:
-        log.info(load_pretrained(model, args.pretrained))
+        log.info(load_pretrained(model, args.pretrained, adapt_rgb_stem=True))
     elif not args.no_imagenet_pretrained:
         log.info(load_imagenet(model, imagenet_family(args.backbone_net), args.depth, args.imagenet_weights))
 

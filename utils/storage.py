@@ -53,6 +53,8 @@ def decode_images(sources: list, names: list, gray: bool = False, where: str = '
     """Decode images (paths or bytes) of one size into one uint8 array (N, H, W, 3 or 1), each
     JPEG straight into its slot (no per-frame arrays to allocate and stack). FrameReadError naming the file that cannot be read, or
     `where` if the sizes differ."""
+    if not sources:
+        raise ValueError('decode_images needs at least one image')
     out = None
     for i, (source, name) in enumerate(zip(sources, names)):
         try:
