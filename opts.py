@@ -13,6 +13,9 @@ BACKBONES = ['resnet', 'inception_v1', 'i3d_resnet', 's3d_resnet', 'i3d', 's3d',
 TWO_D_BACKBONES = ('resnet', 'inception_v1')
 
 
+FLOW_LENGTH = 5          # x/y pairs stacked per sampled frame, as TSN
+
+
 def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     """Every option of train.py and test.py; `distributed` words -b/-j for train_dist.py,
     where -b is the global batch and -j the workers of a node."""
@@ -77,7 +80,7 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     d.add_argument('--modality', default='rgb', choices=['rgb', 'flow'],
                    help='rgb frames, or optical flow stored as <frame>_x.jpg/<frame>_y.jpg '
                         'grey pairs (TSN convention)')
-    d.add_argument('--flow_length', default=5, type=int,
+    d.add_argument('--flow_length', default=FLOW_LENGTH, type=int,
                    help='flow: consecutive x/y pairs stacked at each sampled frame, giving '
                         '2*flow_length input channels (5 as in TSN; 1 for I3D-style flow)')
     d.add_argument('--mean', type=float, nargs='+', default=None,
@@ -215,7 +218,7 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
             fail('--device cuda was asked for but CUDA is not available')
 
     notes = []
-    if args.modality == 'rgb' and args.flow_length != 5:
+    if args.modality == 'rgb' and args.flow_length != FLOW_LENGTH:
         notes.append('--flow_length is ignored for rgb input')
     if args.video_backend != 'pyav' and args.video_short_side:
         notes.append('--video_short_side is ignored without --video_backend pyav')

@@ -61,15 +61,20 @@ def average_over_time(logits: torch.Tensor, batch: int) -> torch.Tensor:
     return logits.view(batch, -1, logits.shape[-1]).mean(dim=1)
 
 
+def init_conv(conv: nn.Module) -> None:
+    """Kaiming-normal weights (fan out, ReLU), zero bias: every conv's start."""
+    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start);
     TAMs then take their own start (the identity), which the generic conv init would overwrite."""
     from models.temporal import TAM  # models.temporal does not import this module
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            init_conv(m)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -83,7 +88,7 @@ def init_weights(model: nn.Module) -> None:
 
 def set_input_channels(model: nn.Module, channels: int) -> nn.Module:
     """Replace the network's first conv (the stem) by one taking `channels` input channels,
-    same kernel, stride and padding, Kaiming-initialised like every conv (init_weights)."""
+    same kernel, stride and padding, Kaiming-initialised like every conv (init_conv)."""
     # named_modules() is depth-first in registration order: the stem's conv comes first.
     name, old = next(((n, m) for n, m in model.named_modules()
                       if isinstance(m, (nn.Conv2d, nn.Conv3d))), (None, None))
@@ -93,9 +98,7 @@ def set_input_channels(model: nn.Module, channels: int) -> nn.Module:
                      old.dilation, old.groups, bias=old.bias is not None,
                      device=old.weight.device)
     if conv.weight.device.type != 'meta':
-        nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
-        if conv.bias is not None:
-            nn.init.zeros_(conv.bias)
+        init_conv(conv)
     parent, _, attr = name.rpartition('.')
     setattr(model.get_submodule(parent), attr, conv)
     return model

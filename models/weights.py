@@ -155,8 +155,9 @@ def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tu
             m = re.match(r'^(.*\.conv\d)\.0\.weight$', key)
             if m and target.dim() == 5 and target.shape[2] == 1:
                 source = state2d.get(m.group(1) + '.weight')
-        if source is not None and cross_modality(source, target) is not None:
-            source = cross_modality(source, target)
+        adapted = None if source is None else cross_modality(source, target)
+        if adapted is not None:
+            source = adapted
         if key in CLASSIFIER_KEYS or source is None:
             left.append(key)
         elif source.shape == target.shape:

@@ -357,8 +357,8 @@ def bench_data(opts, rest) -> dict:
             print(f'  measured {name}: ours {rows[-1]["ours_clips_per_s"]} clips/s, baseline '
                   f'{rows[-1]["baseline_clips_per_s"]} clips/s', flush=True)
     result = dict(kind='data', datadir=datadir, storage=opts.storage,
-                  gop=opts.gop if opts.storage == 'video' else None, frames=args.groups, input_size=args.input_size,
-                  workers=args.workers, batch_size=args.batch_size, device=str(device),
+                  gop=opts.gop if opts.storage == 'video' else None, frames=args.groups,
+                  input_size=args.input_size, workers=args.workers, batch_size=args.batch_size, device=str(device),
                   machine=machine(), rows=rows, checks=checks)
     if not opts.quiet:
         print_data_table(result)

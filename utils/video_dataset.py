@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from utils.dataset_config import get_dataset_config
 from utils.sampling import frames_per_clip, sample_indices
-from utils.storage import FolderStorage, FrameReadError, LMDBStorage
+from utils.storage import FolderStorage, FrameReadError, LMDBStorage, frame_names
 from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ class VideoDataset(Dataset):
             return torch.from_numpy(self.storage.read(record.path, record.start + idx)
                                     ).permute(0, 3, 1, 2)
         last = record.num_frames - 1
-        names = [self.flow_tmpl.format(record.start + min(int(i) + k, last), d)
-                 for i in idx for k in range(self.flow_length) for d in 'xy']
+        names = [name for i in idx for k in range(self.flow_length)
+                 for name in frame_names(self.flow_tmpl, record.start + min(int(i) + k, last))]
         flow = self.storage.read_files(record.path, names, gray=True)   # (T*2L, H, W, 1)
         return torch.from_numpy(flow).view(len(idx), self.channels, *flow.shape[1:3])
 
