@@ -126,6 +126,10 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='checkpoint to resume from (model, optimizer, scheduler, epoch, RNG)')
     t.add_argument('--pretrained', default=None, type=str,
                    help='weights to start from (train.py) or to evaluate (test.py)')
+    t.add_argument('--trust_checkpoint', action='store_true',
+                   help='load --pretrained/--resume/--imagenet_weights files that need full '
+                        'unpickling (other objects than tensors and plain types): this RUNS '
+                        'CODE stored in the file; give it only for files you made or trust')
     t.add_argument('--no_imagenet_pretrained', action='store_true',
                    help='train from scratch instead of from ImageNet 2D weights')
     t.add_argument('--imagenet_weights', default=None, type=str,

@@ -8,9 +8,12 @@ from __future__ import annotations
 import glob
 import os
 import re
+from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from models.checkpoint_file import load_file
 
 # torchvision's ImageNet files, looked up in the torch hub cache by these name patterns.
 IMAGENET_FILES = {
@@ -27,19 +30,27 @@ IMAGENET_URLS = {
 }
 CLASSIFIER_KEYS = ('fc.weight', 'fc.bias')
 
+# Converters from the original study's key layouts to this project's, added by the family
+# modules with @original_layout: each takes (state_dict, model) and returns the state_dict
+# renamed to the model's keys, or None when the file is not in its family's original layout.
+ORIGINAL_LAYOUTS: list[Callable] = []
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+
+def original_layout(convert: Callable) -> Callable:
+    """Register a converter of an original-code layout (see ORIGINAL_LAYOUTS)."""
+    ORIGINAL_LAYOUTS.append(convert)
+    return convert
+
+
+def read_state_dict(path: str, trust: bool = False) -> dict[str, torch.Tensor]:
     """The weights in a checkpoint file, whatever wraps them, with wrapper prefixes removed.
 
-    Accepts a bare state_dict or a dict holding it under ``state_dict`` or ``model``; removes the
-    ``module.`` prefix of DataParallel/DDP and ``_orig_mod.`` of torch.compile.
+    Accepts a bare state_dict or a dict holding it under ``state_dict`` or ``model``, as a
+    PyTorch or a safetensors file (read by ``checkpoint_file.load_file``, which refuses files
+    that would run code unless ``trust``); removes the ``module.`` prefix of DataParallel/DDP and
+    ``_orig_mod.`` of torch.compile.
     """
-    if not os.path.isfile(path):
-        raise SystemExit(f'error: weights file not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # older checkpoints pickle argparse namespaces etc.; only load files you trust
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = load_file(path, trust)
     state = ckpt
     if isinstance(ckpt, dict):
         for key in ('state_dict', 'model'):
@@ -88,19 +99,26 @@ def cross_modality(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor |
     return None
 
 
-def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False) -> str:
+def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False,
+                    trust: bool = False) -> str:
     """Load the weights of ``path`` into ``model`` and return a one-paragraph report.
 
     Every key and shape must fit, except the classifier: when its number of classes differs the
     backbone is loaded and the classifier keeps its fresh initialisation (said in the report);
     and, with ``adapt_rgb_stem`` (to start training a flow model), an RGB stem, which takes the
     cross-modality kernel (said too). A key or shape that does not fit is an error that lists
-    them (so evaluation never runs an RGB model on flow).
+    them (so evaluation never runs an RGB model on flow). ``trust``: see ``read_state_dict``.
     """
-    state = read_state_dict(path)
+    state = read_state_dict(path, trust)
     fmt = detect_format(state)
     if fmt.startswith('torchvision'):
         state = from_torchvision_video(state)
+    else:
+        for convert in ORIGINAL_LAYOUTS:
+            renamed = convert(state, model)
+            if renamed is not None:
+                state, fmt = renamed, 'original study code'
+                break
     own = model.state_dict()
     adapted = []
     for k in list(state) if adapt_rgb_stem else []:
@@ -182,7 +200,8 @@ def find_imagenet_file(family: str, depth: int | None = None) -> str | None:
     return hits[0] if hits else None
 
 
-def load_imagenet(model: nn.Module, family: str, depth: int | None = None, path: str | None = None) -> str:
+def load_imagenet(model: nn.Module, family: str, depth: int | None = None, path: str | None = None,
+                  trust: bool = False) -> str:
     """Initialise ``model`` from ImageNet 2D weights (``family`` 'resnet' or 'inception').
 
     ``path`` (``--imagenet_weights``) first, then the torch hub cache; the download URL is tried
@@ -191,16 +210,16 @@ def load_imagenet(model: nn.Module, family: str, depth: int | None = None, path:
     path = path or find_imagenet_file(family, depth)
     if path is None:
         url = IMAGENET_URLS[f'resnet{depth}' if family == 'resnet' else family]
-        try:
-            state2d = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=True)
+        path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(url))
+        try:    # into the hub cache, then read like any user file (torch.hub would unpickle it)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            torch.hub.download_url_to_file(url, path, progress=True)
         except Exception as e:  # offline machines: say what to do instead
             raise SystemExit(f'error: no ImageNet weights found for {family}{depth or ""} and the '
                              f'download of {url} failed ({type(e).__name__}); pass a local file '
                              f'with --imagenet_weights PATH or train from scratch with '
                              f'--no_imagenet_pretrained') from None
-        source = url
-    else:
-        state2d, source = read_state_dict(path), path
+    state2d, source = read_state_dict(path, trust), path
     mapped, left = inflate_state_dict(model, state2d)
     if not mapped:
         raise SystemExit(f'error: no tensor of {source} fits the model (is it a {family} file?)')

@@ -6,6 +6,8 @@ import tempfile
 import numpy as np
 import torch
 
+from models.checkpoint_file import CheckpointError, load_file
+
 
 def atomic_save(obj, path: str) -> None:
     """torch.save to a temporary file in the same folder, then rename: a crash mid-write
@@ -37,8 +39,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def rng_state() -> dict:
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
-                 python=random.getstate())
+    """Every generator's state as tensors and plain types (loadable with weights_only=True):
+    numpy's (name, uint32 keys, pos, has_gauss, cached_gaussian) with the keys as a tensor."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(torch=torch.get_rng_state(), python=random.getstate(),
+                 numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss))
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -46,7 +51,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
+    name, keys, *rest = state['numpy']       # keys: a tensor, or an array in older checkpoints
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), *rest))
     random.setstate(state['python'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
@@ -70,19 +76,16 @@ def save_checkpoint(folder: str, *, epoch: int, arch: str, model, optimizer, sch
     return path
 
 
-def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint on the CPU with a clear error when the file is missing."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    return torch.load(path, map_location='cpu', weights_only=False)
-
-
-def resume(path: str, model, optimizer, scheduler, scaler) -> tuple[int, float]:
-    """Restore a training run; returns (epoch to start at, best top-1 so far)."""
-    ckpt = load_checkpoint(path)
+def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False) -> tuple[int, float]:
+    """Restore a training run; returns (epoch to start at, best top-1 so far). The file is read
+    safely (models.checkpoint_file.load_file: no code runs unless ``trust``)."""
+    ckpt = load_file(path, trust)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path} is not a training checkpoint of this toolkit; use '
+                              f'--pretrained for weights')
     missing = {'state_dict', 'optimizer', 'epoch'} - set(ckpt)
     if missing:
-        raise ValueError(f'{path} is not a training checkpoint of this toolkit '
+        raise CheckpointError(f'{path} is not a training checkpoint of this toolkit '
                          f'(no {", ".join(sorted(missing))}); use --pretrained for weights')
     unwrap(model).load_state_dict(ckpt['state_dict'])
     optimizer.load_state_dict(ckpt['optimizer'])

@@ -372,9 +372,11 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
     log.info(f'run {name}: {count_params(model):,} parameters, {args.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
     if args.pretrained:
-        log.info(load_pretrained(model, args.pretrained, adapt_rgb_stem=True))
+        log.info(load_pretrained(model, args.pretrained, adapt_rgb_stem=True,
+                                 trust=args.trust_checkpoint))
     elif not args.no_imagenet_pretrained:
-        log.info(load_imagenet(model, imagenet_family(args.backbone_net), args.depth, args.imagenet_weights))
+        log.info(load_imagenet(model, imagenet_family(args.backbone_net), args.depth,
+                               args.imagenet_weights, trust=args.trust_checkpoint))
 
     model = wrap_model(model, args, runtime)
     optimizer = make_optimizer(model, args)
@@ -383,7 +385,8 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
     start_epoch, best_top1 = args.start_epoch, 0.0
     if args.resume:
-        start_epoch, best_top1 = resume(args.resume, model, optimizer, scheduler, scaler)
+        start_epoch, best_top1 = resume(args.resume, model, optimizer, scheduler, scaler,
+                                        trust=args.trust_checkpoint)
         log.info(f'resumed from {args.resume} at epoch {start_epoch} (best top-1 {best_top1:.2f})')
 
     val_set = build_dataset(args, 'val', train=False)
@@ -476,6 +479,6 @@ def load_for_eval(args, runtime: Runtime):
     model, arch = build(args)
     if not args.pretrained:
         raise SystemExit('error: test.py needs --pretrained CHECKPOINT')
-    report = load_pretrained(model, args.pretrained)
+    report = load_pretrained(model, args.pretrained, trust=args.trust_checkpoint)
     return wrap_model(model, args, runtime), arch, report
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Write a checkpoint's weights as a ``.safetensors`` file, which cannot run code when loaded.
+
+Reads any file that ``--pretrained`` reads (this project's checkpoints, the original study's
+release, torchvision's video ResNets, safetensors), maps it onto this project's model and writes
+that model's state_dict with the options in the file's metadata (``args``, ``arch``, and the
+``epoch``/``best_top1`` of a training checkpoint). ``test.py --pretrained OUT.safetensors``
+then needs no other file. The model options come from the checkpoint when it holds them (this
+project's checkpoints do) and from the command line otherwise, which also overrides them:
+
+    python3 tools/export_weights.py logs/RUN/model_best.pth.tar model.safetensors
+    python3 tools/export_weights.py i3d_resnet50_release.pth.tar i3d.safetensors \\
+        --backbone_net i3d_resnet -d 50 --groups 8 --dataset st2stv2
+
+A file that needs full unpickling is refused unless ``--trust_checkpoint`` is given (that runs
+the code it holds; converting once lets every later load be safe).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from safetensors.torch import save_file  # noqa: E402
+
+from models import load_pretrained  # noqa: E402
+from models.checkpoint_file import load_file  # noqa: E402
+from opts import arg_parser, validate_args  # noqa: E402
+from utils.dataset_config import DATASET_CONFIG  # noqa: E402
+
+
+def stored_options(content) -> dict:
+    """The options a checkpoint was made with (a dict, or a Namespace in older files), if any."""
+    if not isinstance(content, dict):
+        return {}
+    stored = content.get('args')
+    return dict(stored if isinstance(stored, dict) else vars(stored) if stored is not None else {})
+
+
+def model_options(content, argv: list[str], num_classes: int | None):
+    """The options of the model to build: the checkpoint's, overridden by ``argv``."""
+    parser = arg_parser()
+    stored = stored_options(content)
+    known = {a.dest for a in parser._actions}
+    parser.set_defaults(**{k: v for k, v in stored.items() if k in known})
+    args = parser.parse_args(argv)
+    validate_args(args, 'test')
+    args.num_classes = (num_classes or stored.get('num_classes')
+                        or DATASET_CONFIG[args.dataset]['num_classes'])
+    if args.num_classes is None:
+        raise SystemExit(f'error: cannot tell the number of classes of the model (the checkpoint '
+                         f'holds no options and --dataset {args.dataset} has none); give '
+                         f'--num_classes N')
+    return args
+
+
+def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None = None,
+           trust: bool = False) -> str:
+    """Export ``checkpoint`` to ``out`` (safetensors); returns a one-line report."""
+    from utils.engine import build     # the engine's model builder: clip length, flow channels
+    content = load_file(checkpoint, trust)
+    args = model_options(content, argv, num_classes)
+    args.no_imagenet_pretrained = True
+    model, arch = build(args)
+    report = load_pretrained(model, checkpoint, trust=trust)
+    if 'classifier was re-initialised' in report:
+        raise SystemExit(f'error: the classifier of {checkpoint} does not fit {args.num_classes} '
+                         f'classes ({report.split("; ")[1]}); give --num_classes or --dataset')
+    meta = {'arch': arch, 'args': json.dumps(vars(args), default=str),
+            'source': os.path.basename(checkpoint)}
+    if isinstance(content, dict):
+        for key in ('epoch', 'best_top1'):
+            if key in content:
+                value = content[key]
+                meta[key] = json.dumps(value.item() if hasattr(value, 'item') else value)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.safetensors')
+    os.close(fd)
+    try:                                 # written whole or not at all, like the checkpoints
+        save_file(state, tmp, metadata=meta)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return (f'wrote {out}: {len(state)} tensors of {arch} ({args.num_classes} classes, '
+            f'{os.path.getsize(out) / 2**20:.1f} MiB); {report}')
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog='Any other option '
+                                'is a model option of test.py (e.g. --backbone_net, -d, --groups, '
+                                '--dataset) and overrides the one stored in the checkpoint.')
+    p.add_argument('checkpoint', help='weights file to read (.pth, .pth.tar, .safetensors)')
+    p.add_argument('out', help='the .safetensors file to write')
+    p.add_argument('--num_classes', type=int, default=None,
+                   help='classes of the model (default: the checkpoint\'s options or --dataset)')
+    p.add_argument('--trust_checkpoint', action='store_true',
+                   help='read a file that needs full unpickling: RUNS CODE stored in it')
+    args, rest = p.parse_known_args(argv)
+    if not args.out.endswith('.safetensors'):
+        p.error(f'the output name should end in .safetensors: {args.out}')
+    print(export(args.checkpoint, args.out, rest, args.num_classes, args.trust_checkpoint))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
