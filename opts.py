@@ -2,7 +2,8 @@
 
 The option names and meanings follow the original action-recognition study code, so that its
 command lines keep working. `validate_args` turns invalid combinations into one-line errors and
-returns notes about options that the chosen model or mode ignores.
+returns notes about options that the chosen model or mode ignores, and about omitted options
+whose default here is not the original's.
 """
 import argparse
 
@@ -15,27 +16,60 @@ TWO_D_BACKBONES = ('resnet', 'inception_v1')
 
 FLOW_LENGTH = 5          # x/y pairs stacked per sampled frame, as TSN
 
+# Options that define the experiment whose default here differs from the original code's
+# (its opts.py): a command that omits them gets a note saying so.
+ORIGINAL_DEFAULTS = {'backbone_net': 's3d', 'groups': 16, 'dataset': 'st2stv2'}
+
+
+class OptionParser(argparse.ArgumentParser):
+    """An ArgumentParser whose namespaces also hold `given_options`: the sorted names (dests)
+    of the options the command line gave, however spelled (abbreviated, `--opt=value`, `-b8`),
+    so that `validate_args` can tell an omitted option from one given its default value."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+        argv = sys.argv[1:] if args is None else list(args)
+        ns, extra = super().parse_known_args(argv, namespace)
+        ns.given_options = sorted(self._given(argv))
+        return ns, extra
+
+    def _given(self, argv: list) -> set:
+        # Parse again with every default suppressed: only what the command line set appears.
+        saved = [(a, a.default) for a in self._actions], self._defaults
+        try:
+            for a in self._actions:
+                a.default = argparse.SUPPRESS
+            self._defaults = {}
+            probe, _ = super().parse_known_args(argv, argparse.Namespace())
+        finally:
+            for a, default in saved[0]:
+                a.default = default
+            self._defaults = saved[1]
+        return set(vars(probe))
+
 
 def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     """Every option of train.py and test.py; `distributed` words -b/-j for train_dist.py,
     where -b is the global batch and -j the workers of a node."""
-    p = argparse.ArgumentParser(
+    p = OptionParser(
         description='Video action recognition: train and evaluate 2D and 3D CNNs.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     m = p.add_argument_group('model')
     m.add_argument('--backbone_net', default='resnet', choices=BACKBONES,
-                   help='model family')
+                   help='model family (the original code defaulted to s3d)')
     m.add_argument('-d', '--depth', default=18, type=int, choices=[18, 34, 50, 101, 152],
                    help='ResNet depth (resnet, i3d_resnet, s3d_resnet, r3d, mc3, r2plus1d); '
                         'ignored by the Inception-based families')
     m.add_argument('--dropout', default=0.5, type=float, help='dropout ratio before the classifier')
     m.add_argument('--without_t_stride', action='store_true',
-                   help='keep every frame: no temporal stride in the 3D models, no temporal '
-                        'pooling between stages in the 2D ones (mc3 never reduces time)')
+                   help='keep the frame count: no temporal stride in the 3D models (i3d and s3d '
+                        'still pool time with stride 1, as the original), no temporal pooling '
+                        'between stages in the 2D ones (mc3 never reduces time)')
     m.add_argument('--pooling_method', default='max', choices=['avg', 'max'],
-                   help='pooling of time between stages (resnet, inception_v1, i3d, s3d); '
-                        'the stem pool of i3d_resnet/s3d_resnet; unused by r3d, mc3, r2plus1d')
+                   help='pooling between stages: of time for resnet and inception_v1, of every '
+                        'pool (space and time) for i3d and s3d; ignored by i3d_resnet and '
+                        's3d_resnet (a max-pool stem, as the original) and r3d, mc3, r2plus1d')
     m.add_argument('--dw_t_conv', action='store_true',
                    help='depthwise temporal convs (s3d, s3d_resnet only)')
     m.add_argument('--temporal_module_name', default=None, choices=['TSN', 'TAM', 'TSM'],
@@ -52,11 +86,13 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
 
     d = p.add_argument_group('data')
     d.add_argument('--dataset', default='synthetic', choices=sorted(DATASET_CONFIG),
-                   help='dataset (list file names, classes, frame names)')
+                   help='dataset (list file names, classes, frame names; the original code '
+                        'defaulted to st2stv2)')
     d.add_argument('--datadir', default='data/synthetic',
                    help='dataset root holding the list files and the frame folders; '
                         'for --dataset synthetic it is generated there if missing')
-    d.add_argument('--groups', default=8, type=int, help='frames per clip')
+    d.add_argument('--groups', default=8, type=int,
+                   help='frames per clip (the original code defaulted to 16)')
     d.add_argument('--frames_per_group', default=1, type=int,
                    help='uniform sampling: frames per segment (one is kept); '
                         'dense sampling: the stride between frames')
@@ -84,9 +120,13 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='flow: consecutive x/y pairs stacked at each sampled frame, giving '
                         '2*flow_length input channels (5 as in TSN; 1 for I3D-style flow)')
     d.add_argument('--mean', type=float, nargs='+', default=None,
-                   help='per-channel mean (0-1 scale); default ImageNet for rgb, 0.5 for flow')
+                   help='per-channel mean (0-1 scale, RGB order); default as the original: '
+                        'ImageNet (0.485 0.456 0.406) for rgb and 0.5 for flow for the ResNet '
+                        'families, 0.5 for inception_v1, i3d and s3d')
     d.add_argument('--std', type=float, nargs='+', default=None,
-                   help='per-channel std (0-1 scale); default ImageNet for rgb, 0.226 for flow')
+                   help='per-channel std (0-1 scale, RGB order); default as the original: '
+                        'ImageNet (0.229 0.224 0.225) for rgb and their mean (0.226) for flow '
+                        'for the ResNet families, 0.5 for inception_v1, i3d and s3d')
     d.add_argument('--use_lmdb', action='store_true',
                    help='read frames from the LMDB databases <datadir>/<split>.lmdb written by '
                         'tools/build_lmdb.py (same list files)')
@@ -167,7 +207,13 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                         '5 corners+centre, 10 = 5 and their flips')
     e.add_argument('--num_clips', default=1, type=int, help='clips per video')
     e.add_argument('--eval_split', default='val', choices=['val', 'test'],
-                   help='test.py: the list to evaluate')
+                   help='test.py: the list to evaluate (the original test.py took the test list '
+                        'unless -e was given)')
+    e.add_argument('--view_fusion', default='logits', choices=['logits', 'softmax'],
+                   help='how the views of a video are combined into its scores: logits '
+                        'averages their logits (as the original test.py; the score files hold '
+                        'mean logits), softmax averages their class probabilities (score rows '
+                        'sum to 1); the loss reported is the cross-entropy of the fused scores')
 
     dist = p.add_argument_group('distributed (train_dist.py)')
     dist.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm (CUDA only)')
@@ -207,6 +253,10 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
              f'--dataset {args.dataset}; use 1, 3 or 5')
     if args.lr_scheduler == 'step' and len(args.lr_steps) != 1:
         fail('--lr_scheduler step takes one --lr_steps value (the step size in epochs)')
+    if args.lr_scheduler in ('step', 'multisteps') and any(s != int(s) or s < 1
+                                                             for s in args.lr_steps):
+        # Fractional epochs would decay at different epochs under different torch versions.
+        fail('--lr_steps takes whole numbers of epochs (at least 1)')
     channels = 3 if args.modality == 'rgb' else 2 * args.flow_length
     for name in ('mean', 'std'):
         v = getattr(args, name)
@@ -214,14 +264,14 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
             fail(f'--{name} takes 1 or {channels} values for {args.modality} input '
                  f'(--flow_length {args.flow_length}), got {len(v)}' if args.modality == 'flow'
                  else f'--{name} takes 1 or 3 values for rgb input, got {len(v)}')
-    if args.blending_frames < 2 and args.temporal_module_name == 'TAM':
-        fail('--blending_frames must be at least 2 for TAM')
+    if args.blending_frames < 1 and args.temporal_module_name == 'TAM':
+        fail('--blending_frames must be at least 1 for TAM')
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
             fail('--device cuda was asked for but CUDA is not available')
 
-    notes = []
+    notes = original_default_notes(args, entrypoint)
     if args.modality == 'rgb' and args.flow_length != FLOW_LENGTH:
         notes.append('--flow_length is ignored for rgb input')
     if args.video_backend != 'pyav' and args.video_short_side:
@@ -240,6 +290,9 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
         notes.append(f'-d/--depth is ignored by {args.backbone_net}')
     if args.backbone_net in ('r3d', 'mc3', 'r2plus1d') and args.pooling_method != 'max':
         notes.append(f'--pooling_method is ignored by {args.backbone_net} (it has no pooling layer)')
+    if args.backbone_net in ('i3d_resnet', 's3d_resnet') and args.pooling_method != 'max':
+        notes.append(f'--pooling_method is ignored by {args.backbone_net} (its stem pool is a '
+                     f'max pool, as in the original code, and it pools time by strided convs)')
     if args.backbone_net == 'mc3' and args.without_t_stride:
         notes.append('--without_t_stride changes nothing for mc3 (its layers never reduce time)')
     if args.threed_data:
@@ -251,4 +304,27 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
                      'one centre crop of one clip')
     if entrypoint == 'test' and args.resume:
         notes.append('--resume is ignored by test.py; pass the checkpoint with --pretrained')
+    return notes
+
+
+def original_default_notes(args: argparse.Namespace, entrypoint: str) -> list:
+    """Notes for the options the command line omitted (`given_options`, see OptionParser) whose
+    default here gives another experiment than the original code's default; none for a
+    namespace that was not parsed by `arg_parser`."""
+    given = getattr(args, 'given_options', None)
+    if given is None:
+        return []
+    notes = [f'--{name} was not given: it is {getattr(args, name)} here; the original code '
+             f'took {value}' for name, value in ORIGINAL_DEFAULTS.items() if name not in given]
+    if entrypoint == 'test' and 'eval_split' not in given and not args.evaluate:
+        notes.append('--eval_split was not given: test.py evaluates the val list here; the '
+                     'original test.py evaluated the test list unless -e was given')
+    if (entrypoint != 'test' and args.augmentor_ver == 'v2' and 'scale_range' not in given
+            and args.input_size != 224):
+        notes.append(f'--scale_range was not given: augmentor v2 scales [256, 320] by '
+                     f'--input_size/224 here; the original code took [256, 320] for every size')
+    if args.random_sampling:
+        notes.append('--random_sampling here draws an independent training offset per segment '
+                     'and evaluation stays deterministic; in the original code it made the '
+                     'evaluation clips random instead')
     return notes

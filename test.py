@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Evaluate a checkpoint with --num_clips x --num_crops views per video.
 
-Prints top-1/top-5 and mean class accuracy, and writes per-video scores (.npy) and a CSV of
-top-5 predictions under <logdir>/<run name>/. A list without labels gets predictions only.
+The views of a video are fused as --view_fusion says: by default their logits are averaged,
+as the original study's test.py does.
+Prints top-1/top-5 and mean class accuracy, and writes per-video fused scores (.npy: mean
+logits, or mean probabilities with --view_fusion softmax) and a CSV of top-5 predictions under
+<logdir>/<run name>/. A list without labels gets predictions only.
 Runs distributed too, launched like train_dist.py (see main).
 """
 import csv
@@ -76,6 +79,9 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
     # -b bounds the views in one forward pass (per process); a loader batch holds whole videos.
     loader = make_loader(dataset, args, runtime, train=False,
                          batch_size=max(1, args.batch_size // views))
+    log.info(f'{views} views a video fused by averaging their '
+             f'{"logits" if args.view_fusion == "logits" else "softmax probabilities"} '
+             f'(--view_fusion {args.view_fusion})')
     result = evaluate(model, loader, args, runtime, log, desc=f'test {views} views',
                       keep_scores=True)
     if not runtime.is_main:                  # rank 0 has every video's scores and writes

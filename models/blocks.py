@@ -14,17 +14,21 @@ def pooled_frames(frames: int, kernel: int = 3, stride: int = 2, padding: int = 
 class TemporalPool(nn.Module):
     """Pool time (kernel 3, stride 2, padding 1) of per-frame features, max or average.
 
-    2D models keep frames in the batch dimension, ``(B*T, C, H, W)``; 3D models pass ``(B, C, T, H, W)``.
-    Max pooling pads with -inf and average pooling ignores the padding, so the border frames are
-    pooled from real frames only.
+    2D models keep frames in the batch dimension, ``(B*T, C, H, W)``, in clips of ``frames``;
+    3D models pass ``(B, C, T, H, W)``. As the original's ``TemporalPooling`` (nn.MaxPool3d /
+    nn.AvgPool3d over time, floor mode): max pooling pads with -inf; average pooling counts the
+    zero padding (``count_include_pad``, nn.AvgPool3d's default), so a border window of frames
+    {pad, a, b} gives (a + b) / 3.
     """
 
-    def __init__(self, frames: int, method: str = 'max', kernel: int = 3, stride: int = 2, padding: int = 1):
+    def __init__(self, frames: int, method: str = 'max', kernel: int = 3, stride: int = 2, padding: int = 1,
+                 count_include_pad: bool = True):
         super().__init__()
         if method not in ('max', 'avg'):
             raise ValueError(f'pooling method must be max or avg, not {method!r}')
         self.frames, self.method = frames, method
         self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.count_include_pad = count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames_in_batch = x.dim() == 4
@@ -35,30 +39,26 @@ class TemporalPool(nn.Module):
         if self.method == 'max':
             x = F.max_pool3d(x, k, s, p)
         else:
-            # avg_pool3d rejects clips shorter than the kernel even when padded: pad by hand and
-            # divide the sums by the number of real frames in each window.
+            # avg_pool3d rejects clips shorter than the kernel even when padded (torch 2.13: 2
+            # frames, kernel 3): pad by hand, then pool without padding, which is the same sums.
             t = x.shape[2]
-            padded = F.pad(x, (0, 0, 0, 0, self.padding, self.padding))
-            sums = F.avg_pool3d(padded, k, s) * self.kernel
-            ones = F.pad(x.new_ones(1, 1, t, 1, 1), (0, 0, 0, 0, self.padding, self.padding))
-            x = sums / (F.avg_pool3d(ones, k, s) * self.kernel)
+            pad = (0, 0, 0, 0, self.padding, self.padding)
+            x = F.avg_pool3d(F.pad(x, pad), k, s)
+            if not self.count_include_pad:   # divide by the real frames of each window instead
+                x = x / F.avg_pool3d(F.pad(x.new_ones(1, 1, t, 1, 1), pad), k, s)
         if frames_in_batch:
             x = x.transpose(1, 2).reshape(-1, c, h, w)
         return x
 
     def extra_repr(self) -> str:
-        return f'frames={self.frames}, method={self.method}, kernel={self.kernel}, stride={self.stride}'
+        return (f'frames={self.frames}, method={self.method}, kernel={self.kernel}, stride={self.stride}'
+                + ('' if self.method == 'max' or self.count_include_pad else ', count_include_pad=False'))
 
 
 def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """(B, C, T, H, W) -> (B*T, C, H, W), for 2D networks applied to every frame."""
     b, c, t, h, w = x.shape
     return x.transpose(1, 2).reshape(b * t, c, h, w)
-
-
-def average_over_time(logits: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B*T, classes) per-frame logits -> (B, classes), the mean over frames."""
-    return logits.view(batch, -1, logits.shape[-1]).mean(dim=1)
 
 
 def init_conv(conv: nn.Module) -> None:

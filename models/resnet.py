@@ -6,28 +6,34 @@ stem, and in how time is reduced:
 | --backbone_net | 3x3 slot                          | stem                 | time                       |
 |----------------|-----------------------------------|----------------------|----------------------------|
 | resnet         | 2D 3x3 on every frame             | 7x7, max pool        | TemporalPool after 1, 2, 3 |
-| i3d_resnet     | 3x3x3                             | 3x7x7, 3x3 pool      | layers 2-4                 |
-| s3d_resnet     | 1x3x3 -> BN -> ReLU -> 3x1x1      | 3x7x7, 3x3 pool      | layers 2-4                 |
+| i3d_resnet     | 3x3x3                             | 3x7x7, 1x3x3 max pool| layers 2-4                 |
+| s3d_resnet     | 1x3x3 -> BN -> ReLU -> 3x1x1      | 3x7x7, 1x3x3 max pool| layers 2-4                 |
 | r3d            | 3x3x3                             | 3x7x7, no pool       | layers 2-4                 |
 | mc3            | 3x3x3 in layer 1, 1x3x3 above      | 3x7x7, no pool       | layer 2 (MC3 = 3D bottom)  |
 | r2plus1d       | 1x3x3 -> BN -> ReLU -> 3x1x1, M   | (2+1)D 7x7 / 3       | layers 2-4                 |
 
-2D networks fold time into the batch, ``(B*T, C, H, W)``, and average the per-frame logits; the
-temporal modules (TAM, TSM) sit on the residual branch before the first conv of each block.
-Module names follow the 2D torchvision ResNet and the original study's release (``conv1``,
-``bn1``, ``layerX.Y.convN``/``bnN``, ``downsample``, ``tam``, ``fc``), so their weights load by name.
+2D networks fold time into the batch, ``(B*T, C, H, W)``; the temporal modules (TAM, TSM) sit
+on the residual branch before the first conv of each block. The study's families (resnet,
+i3d_resnet, s3d_resnet) end as its code does: space averaged, dropout and the classifier applied
+to every remaining frame, the per-frame logits averaged; torchvision's pool time too before them.
+Module names follow the 2D torchvision ResNet and the original study's code (``conv1``, ``bn1``,
+``layerX.Y.convN``/``bnN``, ``downsample``, ``tam``, ``fc``), so the original's resnet and
+i3d_resnet weights load by name; its s3d_resnet names the temporal half of a factored conv
+``convN_t``/``bnN_t``, renamed on loading by :func:`from_original_s3d_resnet`.
 """
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from models.blocks import Conv3d, TemporalPool, average_over_time, frames_to_batch, init_weights, pooled_frames
+from models.blocks import Conv3d, TemporalPool, frames_to_batch, init_weights, pooled_frames
 from models.registry import register, time_suffix
 from models.temporal import make_temporal_module, temporal_arch_suffix
+from models.weights import original_layout
 
 DEPTHS = {18: ('basic', [2, 2, 2, 2]), 34: ('basic', [3, 4, 6, 3]), 50: ('bottleneck', [3, 4, 6, 3]),
           101: ('bottleneck', [3, 4, 23, 3]), 152: ('bottleneck', [3, 8, 36, 3])}
@@ -133,6 +139,10 @@ class ResNet(nn.Module):
         dims: 2 for networks on every frame, 3 for 3D networks.
         t_strides: temporal stride of the first block of layers 2-4 (1 for 2D networks).
         time_pools: for 2D networks, the TemporalPool after layers 1, 2, 3, or None.
+        stage_frames: for 2D networks, the clip length in which each of layers 1-4 takes its
+            frames (what its temporal modules reshape by); the frames it sees when not given.
+        frame_logits: classify every remaining frame and average the logits (the study's code),
+            rather than classify the clip's average feature (torchvision's).
         mid_width: middle width of factored convs from (block inplanes, planes), or None.
         temporal: builds a block's temporal module from (channels, frames), or None.
     """
@@ -140,6 +150,7 @@ class ResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int, convs: list[Callable], stem: nn.Module,
                  stem_bn: nn.Module, stem_pool: nn.Module | None, frames: int, dims: int,
                  t_strides: list[int], time_pools: list[nn.Module | None] | None = None,
+                 stage_frames: list[int] | None = None, frame_logits: bool = True,
                  mid_width: Callable | None = None, temporal: Callable | None = None,
                  dropout: float = 0.5):
         super().__init__()
@@ -147,21 +158,23 @@ class ResNet(nn.Module):
             raise SystemExit(f'error: ResNet depth must be one of {sorted(DEPTHS)}, not {depth}')
         kind, counts = DEPTHS[depth]
         block = BasicBlock if kind == 'basic' else Bottleneck
-        self.dims, self.frames = dims, frames
+        self.dims, self.frames, self.frame_logits = dims, frames, frame_logits
         self.conv1, self.bn1, self.relu = stem, stem_bn, nn.ReLU(inplace=True)
         self.maxpool = stem_pool
         t = frames
         self.inplanes = 64
         for i, (planes, n) in enumerate(zip([64, 128, 256, 512], counts)):
             stride, t_stride = (1, 1) if i == 0 else (2, t_strides[i - 1])
-            layer, t = self._make_layer(block, planes, n, convs[i], stride, t_stride, t, mid_width, temporal)
+            clip = stage_frames[i] if stage_frames else t
+            layer = self._make_layer(block, planes, n, convs[i], stride, t_stride, clip, mid_width, temporal)
             setattr(self, f'layer{i + 1}', layer)
-            pool = time_pools[i] if time_pools and i < 3 else None
-            if pool is not None:
+            if t_stride != 1:
                 t = pooled_frames(t)
+            pool = time_pools[i] if time_pools and i < 3 else None
+            if pool is not None:                   # pooled in clips of pool.frames
+                t = t // pool.frames * pooled_frames(pool.frames)
             setattr(self, f'tpool{i + 1}', pool)
-        self.frames_out = t
-        self.avgpool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
+        self.frames_out = t                        # frames per video left for the classifier
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         init_weights(self)
@@ -183,10 +196,8 @@ class ResNet(nn.Module):
             tm = temporal(self.inplanes, frames) if temporal else None
             blocks.append(block(self.inplanes, planes, conv, stride if j == 0 else 1,
                                 t_stride if j == 0 else 1, mid, downsample if j == 0 else None, tm, self.dims))
-            if j == 0 and t_stride != 1:
-                frames = pooled_frames(frames)
             self.inplanes = out
-        return nn.Sequential(*blocks), frames
+        return nn.Sequential(*blocks)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.dims == 2:
@@ -203,19 +214,51 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        x = self.avgpool(self.features(x)).flatten(1)
-        x = self.fc(self.dropout(x))
-        return average_over_time(x, batch) if self.dims == 2 else x
+        x = self.features(x)
+        # (batch, frames, channels), contiguous as the original's, so that a seeded dropout
+        # draws the original's mask: space averaged, every remaining frame kept
+        if self.dims == 2:
+            x = x.mean(dim=(2, 3)).view(batch, -1, x.shape[1])
+        else:
+            x = x.mean(dim=(3, 4)).transpose(1, 2).contiguous()
+        if not self.frame_logits:
+            x = x.mean(dim=1, keepdim=True)
+        # as the original (threed_models/i3d_resnet.py:194-206, twod_models/resnet.py:209-220):
+        # dropout (a mask per frame) and the classifier on every frame, then the logits' mean
+        return self.fc(self.dropout(x)).mean(dim=1)
 
 
-def stem_pool3d(method: str) -> nn.Module:
-    """The 3D stem's 3x3 spatial pool, stride 2 (max, or average with ``--pooling_method avg``).
+def original_2d_stage_frames(frames: int, temporal: bool) -> list[int]:
+    """Clip lengths of layers 1-4 of the original 2D ResNet with temporal pooling.
 
-    It does not pool time: the study's published MACs (29.46 G for I3D-ResNet-50 at 8x224) count
-    8 frames through layer 1, time being halved only by the first blocks of layers 2-4.
+    The original (twod_models/resnet.py:142-152) halves its frame count with a floor after each
+    of layers 1-3, while its pools (kernel 3, stride 2, padding 1) leave ceil(T / 2) frames; its
+    pools and TAMs reshape the frames in clips of the halved count. Both agree for 8 or 16
+    frames; for 12, layer 4 sees 2 frames per video but in clips of one (its TAMs blend nothing).
+    This follows the original, and refuses the frame counts for which those clips would not
+    divide a video's frames (the original would mix the videos of a batch, or fail).
     """
-    if method == 'avg':
-        return nn.AvgPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1), count_include_pad=False)
+    clips, seen = [frames], frames                 # clip length of each layer, frames per video
+    for _ in range(3):
+        if seen % clips[-1]:
+            break
+        seen = seen // clips[-1] * pooled_frames(clips[-1])
+        clips.append(max(clips[-1] // 2, 1))       # max: the original fails on a length of 0
+    else:
+        if not temporal or seen % clips[-1] == 0:
+            return clips
+    raise SystemExit(f'error: --backbone_net resnet with temporal pooling cannot take --groups {frames}: '
+                     f'the original code would mix the frames of different videos in a clip '
+                     f'(use a multiple of 8, or --without_t_stride)')
+
+
+def stem_pool3d() -> nn.Module:
+    """The 3D stem's spatial max pool: 1x3x3, stride 1x2x2, padding 0x1x1, floor mode.
+
+    As the original (threed_models/i3d_resnet.py:122, s3d_resnet.py:156) it does not pool time,
+    and it is a max pool whatever ``--pooling_method`` says: the original's 3D ResNets never read
+    that option.
+    """
     return nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
 
 
@@ -232,27 +275,26 @@ def _depth(args) -> int:
 def build_resnet(args) -> tuple[nn.Module, str]:
     """2D ResNet on every frame with TSN (none), TAM or TSM; time max/avg-pooled after layers 1-3."""
     depth, t = _depth(args), args.groups
-    pools = None
-    if not args.without_t_stride:
-        pools, frames = [], t
-        for _ in range(3):
-            pools.append(TemporalPool(frames, args.pooling_method))
-            frames = pooled_frames(frames)
     temporal = None
     if args.temporal_module_name != 'TSN':
         def temporal(channels: int, frames: int) -> nn.Module:
             return make_temporal_module(args.temporal_module_name, channels, frames, args)
+    pools = clips = None
+    if not args.without_t_stride:
+        clips = original_2d_stage_frames(t, temporal is not None)
+        pools = [TemporalPool(c, args.pooling_method) for c in clips[:3]]
     model = ResNet(depth, args.num_classes, [conv2d] * 4,
                    nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
                    nn.MaxPool2d(3, 2, 1), t, dims=2, t_strides=[1, 1, 1], time_pools=pools,
-                   temporal=temporal, dropout=args.dropout)
+                   stage_frames=clips, temporal=temporal, dropout=args.dropout)
     return model, f'resnet{depth}-{temporal_arch_suffix(args)}' + time_suffix(args)
 
 
-def _resnet3d(args, convs, stem, stem_bn, stem_pool, mid_width=None, t_strides=None):
+def _resnet3d(args, convs, stem, stem_bn, stem_pool, mid_width=None, t_strides=None, frame_logits=True):
     t_stride = 1 if args.without_t_stride else 2
     return ResNet(_depth(args), args.num_classes, convs, stem, stem_bn, stem_pool, args.groups, dims=3,
-                  t_strides=t_strides or [t_stride] * 3, mid_width=mid_width, dropout=args.dropout)
+                  t_strides=t_strides or [t_stride] * 3, frame_logits=frame_logits,
+                  mid_width=mid_width, dropout=args.dropout)
 
 
 def _stem_3x7x7() -> nn.Module:
@@ -262,24 +304,23 @@ def _stem_3x7x7() -> nn.Module:
 @register('i3d_resnet')
 def build_i3d_resnet(args) -> tuple[nn.Module, str]:
     """The study's ResNet3D: 3x3x3 convs; with t-stride time is halved by layers 2-4 as space is."""
-    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64),
-                      stem_pool3d(args.pooling_method))
-    return model, f'i3d_resnet{args.depth}' + time_suffix(args)
+    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
+    return model, f'i3d_resnet{args.depth}' + ('-nots' if args.without_t_stride else '')
 
 
 @register('s3d_resnet')
 def build_s3d_resnet(args) -> tuple[nn.Module, str]:
     """The study's separable ResNet3D: each 3x3x3 conv split into 1x3x3 -> BN -> ReLU -> 3x1x1."""
     conv = partial(conv_factored, depthwise=getattr(args, 'dw_t_conv', False))
-    model = _resnet3d(args, [conv] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d(args.pooling_method))
+    model = _resnet3d(args, [conv] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
     dw = '-dw' if getattr(args, 'dw_t_conv', False) else ''
-    return model, f's3d_resnet{args.depth}{dw}' + time_suffix(args)
+    return model, f's3d_resnet{args.depth}{dw}' + ('-nots' if args.without_t_stride else '')
 
 
 @register('r3d')
 def build_r3d(args) -> tuple[nn.Module, str]:
     """ResNet3D of Tran et al. (torchvision's r3d_18): 3x3x3 convs, no stem pool."""
-    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), None)
+    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), None, frame_logits=False)
     return model, f'r3d{args.depth}' + ('-nots' if args.without_t_stride else '')
 
 
@@ -290,7 +331,7 @@ def build_mc3(args) -> tuple[nn.Module, str]:
     Time is never reduced by layers 2-4 (their convs are 2D), so ``--without_t_stride`` changes nothing.
     """
     model = _resnet3d(args, [conv3d] + [conv3d_no_temporal] * 3, _stem_3x7x7(), nn.BatchNorm3d(64), None,
-                      t_strides=[1, 1, 1])
+                      t_strides=[1, 1, 1], frame_logits=False)
     return model, f'mc3{args.depth}'
 
 
@@ -301,5 +342,48 @@ def build_r2plus1d(args) -> tuple[nn.Module, str]:
     stem = nn.Sequential(Conv3d(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
                          nn.BatchNorm3d(45), nn.ReLU(inplace=True),
                          Conv3d(45, 64, (3, 1, 1), 1, (1, 0, 0), bias=False))
-    model = _resnet3d(args, [conv_factored] * 4, stem, nn.BatchNorm3d(64), None, mid_width=r2plus1d_mid)
+    model = _resnet3d(args, [conv_factored] * 4, stem, nn.BatchNorm3d(64), None, mid_width=r2plus1d_mid,
+                      frame_logits=False)
     return model, f'r2plus1d{args.depth}' + ('-nots' if args.without_t_stride else '')
+
+
+# ----------------------------------------------------------------------------- the original's S3D-ResNet keys
+
+_ORIGINAL_S3D_KEY = re.compile(r'^(layer\d+\.\d+)\.(conv|bn)(\d)(_t)?\.(.+)$')
+
+
+@original_layout
+def from_original_s3d_resnet(state: dict[str, torch.Tensor],
+                             model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """An original S3D-ResNet state_dict renamed to this project's keys; None for any other file.
+
+    The original (threed_models/s3d_resnet.py:28-134) names the halves of a factored conv
+    of block ``layerX.Y`` ``convN``/``bnN`` (1x3x3 conv, its BN) and ``convN_t``/``bnN_t`` (3x1x1
+    conv, its BN, then the block's ReLU or residual sum). Here the same ops in the same order are
+    ``convN.0``/``convN.1`` (inside :func:`conv_factored`) and ``convN.3``/``bnN`` (the block's).
+    Recognised by ``layerX.Y.convN_t.weight`` keys, which no other family's files have.
+    """
+    factored = {f'{m[1]}.conv{m[3]}' for k in state
+                if (m := _ORIGINAL_S3D_KEY.match(k)) and m[2] == 'conv' and m[4] and m[5] == 'weight'}
+    if not factored:
+        return None
+    out = {}
+    for key, value in state.items():
+        m = _ORIGINAL_S3D_KEY.match(key)
+        if m and f'{m[1]}.conv{m[3]}' in factored:
+            block, n, temporal = m[1], m[3], bool(m[4])
+            name = {('conv', False): f'conv{n}.0', ('bn', False): f'conv{n}.1',
+                    ('conv', True): f'conv{n}.3', ('bn', True): f'bn{n}'}[m[2], temporal]
+            key = f'{block}.{name}.{m[5]}'
+        out[key] = value
+    own = model.state_dict()
+    probe = min(k for k in out if k.endswith('.3.weight'))   # a temporal conv of the file
+    if probe not in own or own[probe].dim() != 5:
+        raise SystemExit('error: the weights are an original s3d_resnet checkpoint but the model is '
+                         'not --backbone_net s3d_resnet')
+    file_dw, model_dw = out[probe].shape[1] == 1, own[probe].shape[1] == 1
+    if file_dw != model_dw:
+        raise SystemExit(f'error: the weights are an original s3d_resnet checkpoint '
+                         f'{"with" if file_dw else "without"} --dw_t_conv but the model is built '
+                         f'{"with" if model_dw else "without"} it')
+    return out

@@ -38,22 +38,23 @@ def shift_frames(x: torch.Tensor, offset: int) -> torch.Tensor:
 class TAM(nn.Module):
     """Temporal Aggregation Module (Fan et al., NeurIPS 2019, "More is less").
 
-    Each frame becomes ReLU(sum or max over offsets d of w_d * frame[t + d]), d in
-    -(n//2)..n//2 for ``blending_frames`` n, where w_d are per-channel weights (a depthwise 1x1 conv
-    without bias). Frames outside the clip count as zero. With 3 blending frames the weights are
-    named prev/curr/next as in the original release.
+    Each frame becomes ReLU(sum or max over offsets d of w_d * frame[t + d]), where w_d are
+    per-channel weights (a depthwise 1x1 conv without bias, a full one with ``depthwise=False``)
+    and d runs over i - n//2 for i = 0..n-1, n = ``blending_frames``: -1, 0, 1 for 3; -2..1 for
+    an even 4, as the original's temporal_modeling.py. Frames outside the clip count as zero. With
+    3 blending frames the weights are named prev/curr/next as in the original release, otherwise
+    ``blending_layers.i``.
     """
 
     def __init__(self, channels: int, frames: int, blending_frames: int = 3,
                  blending_method: str = 'sum', depthwise: bool = True):
         super().__init__()
-        if blending_frames < 1 or blending_frames % 2 == 0:
-            raise ValueError(f'--blending_frames must be odd and positive, not {blending_frames}')
+        if blending_frames < 1:
+            raise ValueError(f'--blending_frames must be positive, not {blending_frames}')
         if blending_method not in ('sum', 'max'):
             raise ValueError(f'--blending_method must be sum or max, not {blending_method!r}')
         self.frames, self.blending_frames, self.blending_method = frames, blending_frames, blending_method
-        half = blending_frames // 2
-        self.offsets = list(range(-half, half + 1))
+        self.offsets = [i - blending_frames // 2 for i in range(blending_frames)]
         if blending_frames == 3:
             # registration order of the release: prev, next, curr
             self.prev_se = ChannelScale(channels, depthwise)

@@ -100,12 +100,12 @@ def cross_modality(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor |
 
 
 def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False,
-                    trust: bool = False) -> str:
+                    trust: bool = False, new_classifier: bool = True) -> str:
     """Load the weights of ``path`` into ``model`` and return a one-paragraph report.
 
     Every key and shape must fit, except the classifier: when its number of classes differs the
-    backbone is loaded and the classifier keeps its fresh initialisation (said in the report);
-    and, with ``adapt_rgb_stem`` (to start training a flow model), an RGB stem, which takes the
+    backbone is loaded and the classifier keeps its fresh initialisation (said in the report;
+    with ``new_classifier=False``, for evaluation and export, it is an error instead); and, with ``adapt_rgb_stem`` (to start training a flow model), an RGB stem, which takes the
     cross-modality kernel (said too). A key or shape that does not fit is an error that lists
     them (so evaluation never runs an RGB model on flow). ``trust``: see ``read_state_dict``.
     """
@@ -143,6 +143,10 @@ def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False,
                  + [f'  shape: {k}' for k in wrong_shape])
         shown = '\n'.join(lines[:40]) + (f'\n  ... and {len(lines) - 40} more' if len(lines) > 40 else '')
         raise SystemExit(f'error: the weights in {path} ({fmt} format) do not fit the model:\n{shown}')
+    if reinit_classifier and not new_classifier:
+        raise SystemExit(f'error: the classifier of {path} has {file_classes} classes but the model '
+                         f'{own["fc.bias"].numel()}; give the --dataset (or --num_classes) the '
+                         f'weights were trained for')
     model.load_state_dict(state, strict=False)   # every key was checked above
     report = f'loaded {len(state)} tensors from {path} ({fmt} format)'
     if reinit_classifier:

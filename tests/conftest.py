@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,3 +57,13 @@ def write_flow_video(folder: str, frames: int, h: int = 24, w: int = 32,
 def flow_dataset(tmp_path):
     """A datadir like frame_dataset's (9-14 frames), holding optical-flow image pairs."""
     return write_dataset(tmp_path / 'flow', lambda f, n, i: write_flow_video(f, n), 9)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny convs run far faster so than with idle OpenMP threads on a
+    shared, oversubscribed CPU. Use with ``pytestmark = pytest.mark.usefixtures('one_thread')``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -204,6 +204,14 @@ def test_safetensors_round_trip_gives_identical_logits(tmp_path):
         assert torch.isfinite(logits).all() and torch.equal(logits, fresh(x))
 
 
+def test_a_classifier_of_another_class_count_is_refused_by_export(tmp_path):
+    path, *_ = training_checkpoint(tmp_path)       # 2 classes
+    out = tmp_path / 'w.safetensors'
+    proc = run(['tools/export_weights.py', path, str(out), '--num_classes', '5'], ROOT)
+    assert_one_error_line(proc, path)
+    assert 'has 2 classes but the model 5' in proc.stderr and not out.exists()
+
+
 def test_test_py_evaluates_a_safetensors_file(tmp_path, frame_dataset):
     path, *_ = training_checkpoint(tmp_path)
     out = str(tmp_path / 'w.safetensors')
@@ -213,3 +221,14 @@ def test_test_py_evaluates_a_safetensors_file(tmp_path, frame_dataset):
                                      '--pretrained', out], ROOT)
     assert proc.returncode == 0, proc.stderr
     assert 'w.safetensors' in proc.stdout + proc.stderr
+
+
+def test_test_py_refuses_a_classifier_that_does_not_fit(tmp_path, frame_dataset):
+    path, *_ = training_checkpoint(tmp_path)       # 2 classes; the dataset now has 3
+    with open(os.path.join(frame_dataset, 'categories.txt'), 'a') as f:
+        f.write('c\n')
+    proc = run(['test.py'] + TINY + ['--dataset', 'synthetic', '--datadir', frame_dataset, '-j',
+                                     '0', '--logdir', str(tmp_path / 'logs'), '--pretrained', path],
+               ROOT)
+    assert_one_error_line(proc, path)
+    assert 'has 2 classes but the model 3' in proc.stderr

@@ -76,7 +76,7 @@ def test_eval_views_and_frame_order(frame_dataset):
     args = args_for(frame_dataset)
     ds = build_dataset(args, 'val', train=False, num_clips=2, num_crops=3)
     s = ds[5]
-    assert s['clip'].shape == (6, 3, 4, 18, 18)
+    assert s['clip'].shape == (6, 3, 4, 16, 16)
     # frame brightness grows with the frame number, so the sampled frames are in order
     means = s['clip'][0].float().mean(dim=(0, 2, 3))
     assert torch.all(means[1:] > means[:-1])
@@ -98,12 +98,50 @@ def test_unreadable_video_replaced_in_training_and_flagged_in_eval(frame_dataset
     assert e['bad'] == 1 and e['clip'].abs().sum() == 0 and e['clip'].shape == (1, 3, 4, 16, 16)
 
 
-def test_short_videos_filtered(frame_dataset, caplog):
+def test_short_videos_filtered_except_in_the_test_split(frame_dataset, caplog):
     args = args_for(frame_dataset)
-    with open(os.path.join(frame_dataset, 'train.txt'), 'a') as f:
-        f.write('videos/v0 1 3 0\n')
+    for split in ('train', 'val', 'test'):
+        with open(os.path.join(frame_dataset, f'{split}.txt'), 'a') as f:
+            f.write('videos/v0 1 3 0\n')
     assert len(build_dataset(args, 'train', train=True)) == 6
     assert 'shorter than 8 frames' in caplog.text
+    assert len(build_dataset(args, 'val', train=False)) == 6
+    # as the original's test mode: every video of the test list gets a prediction
+    assert len(build_dataset(args, 'test', train=False)) == 7
+
+
+def test_eval_views_are_the_originals_frames_and_crops(frame_dataset):
+    """Video v5 (15 frames of 24x32), 4 groups, 2 clips x 3 crops at input size 16: the
+    original takes frames [1, 5, 9, 13] and [2, 6, 10, 14] (0-based), scales to 18x24
+    (int(16 / 0.875 + 0.5) = 18) and crops 16x16 at left 0, 8 and 4, top 2 * ((18 - 16) // 4),
+    which is 0 (not the centre row 1)."""
+    from PIL import Image
+    from utils.transforms import resize
+    ds = build_dataset(args_for(frame_dataset), 'val', train=False, num_clips=2, num_crops=3)
+    views = ds[5]['clip']                                          # (6, C, T, 16, 16)
+    folder = os.path.join(frame_dataset, 'videos', 'v5')
+    for c, frames in enumerate(([1, 5, 9, 13], [2, 6, 10, 14])):
+        clip = torch.stack([torch.from_numpy(np.array(Image.open(
+            os.path.join(folder, f'{1 + k:05d}.jpg')).convert('RGB'))).permute(2, 0, 1)
+            for k in frames])
+        clip = resize(clip, (18, 24))
+        for k, left in enumerate((0, 8, 4)):
+            expected = clip[:, :, 0:16, left:left + 16].permute(1, 0, 2, 3)
+            assert torch.equal(views[3 * c + k], expected), (c, k)
+
+
+def test_frames_are_read_in_rgb_order(tmp_path):
+    """A red video reads as red: channel 0 (which the rgb mean/std's first value, ImageNet's
+    red 0.485, normalises) holds the red plane."""
+    from PIL import Image
+    folder = tmp_path / 'videos' / 'red'
+    folder.mkdir(parents=True)
+    for k in range(1, 9):
+        Image.fromarray(np.full((24, 32, 3), (250, 10, 60), np.uint8)).save(
+            folder / f'{k:05d}.jpg', quality=95)
+    (tmp_path / 'val.txt').write_text('videos/red 1 8 0\n')
+    clip = build_dataset(args_for(str(tmp_path)), 'val', train=False)[0]['clip'].float()
+    assert clip[0, 0].mean() > 200 and clip[0, 1].mean() < 50 and clip[0, 2].mean() < 100
 
 
 def _flow_value(k: int, direction: str) -> int:

@@ -162,9 +162,13 @@ def test_distributed_evaluation_counts_each_video_once_and_equals_one_process(
         single_args.index('--dist_timeout') + 2:]
     single = train_entry.main(single_args)
     assert single['count'] == 5
-    assert eval_line(dist_val.stdout) == eval_line(
-        f'val loss {single["loss"]:.4f} top1 {single["top1"]:.2f} top5 {single["top5"]:.2f} '
-        f'on {single["count"]} videos')
+    # Accuracy and count exactly; the loss to float32 round-off: it is the cross-entropy of the
+    # logits (the original's fusion rule), whose float32 values depend on how the batches fall
+    # (here the untrained-looking model gives logits in the thousands, a loss of ~1e5).
+    line = eval_line(dist_val.stdout)
+    assert line.split(' top1 ')[1] == (f'{single["top1"]:.2f} top5 {single["top5"]:.2f} '
+                                       f'on {single["count"]} videos')
+    assert float(line.split()[2]) == pytest.approx(single['loss'], rel=1e-6)
     # test.py: 7 test videos x 2 clips over 2 processes; rank 0 gathers and writes the files.
     extra = ['--pretrained', ckpt, '--eval_split', 'test', '--num_clips', '2']
     run([PY, 'test.py', *spawn2(free_port()), *common(data, tmp_path / 'dt', *extra)])

@@ -58,12 +58,21 @@ def test_train_resume_and_test(tiny_synthetic, tmp_path):
     n_test = 4
     scores = np.load(os.path.join(folder, 'test_3clips_3crops_scores.npy'))
     assert scores.shape == (n_test, 4)
-    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    # the original's rule by default: mean logits, not probabilities
+    assert not np.allclose(scores.sum(axis=1), 1.0, atol=1e-3) and (scores < 0).any()
+    assert np.allclose(result['scores'], scores)
     with open(os.path.join(folder, 'test_3clips_3crops_predictions.csv')) as f:
         rows = list(csv.reader(f))
     assert rows[0][:3] == ['video', 'label', 'top1'] and len(rows) == n_test + 1
     assert result['count'] == n_test and 0 <= result['top1'] <= 100
     assert 0 <= result['mean_class_acc'] <= 100
+    top1 = 100 * np.mean(scores.argmax(1) == result['labels'])
+    assert result['top1'] == pytest.approx(top1)
+
+    soft = test_entry.main(common(data, str(tmp_path / 'a')) + [
+        '--pretrained', os.path.join(folder, 'checkpoint.pth.tar'),
+        '--num_clips', '3', '--num_crops', '3', '--eval_split', 'test', '--view_fusion', 'softmax'])
+    assert np.allclose(soft['scores'].sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_evaluate_only_and_unlabelled_test_list(tiny_synthetic, tmp_path):
@@ -97,7 +106,9 @@ def test_show_model_prints_params(capsys):
 FAMILIES = [('resnet', ['-d', '18', '--temporal_module_name', 'TSN']),
             ('resnet', ['-d', '18', '--temporal_module_name', 'TSM']),
             ('inception_v1', ['--temporal_module_name', 'TAM']),
-            ('i3d_resnet', ['-d', '18']), ('s3d_resnet', ['-d', '18']), ('i3d', []), ('s3d', []),
+            # s3d halves 4 frames to none (its last pool has a 2-frame window, as the original's)
+            ('i3d_resnet', ['-d', '18']), ('s3d_resnet', ['-d', '18']), ('i3d', []),
+            ('s3d', ['--without_t_stride']),
             ('r3d', ['-d', '18']), ('mc3', ['-d', '18']), ('r2plus1d', ['-d', '18'])]
 
 

@@ -9,15 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import models.inception as inception
 from models.registry import MODELS
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs run far faster on one thread than on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')   # see conftest.one_thread
 
 
 BUILDERS = {'i3d': inception.build_i3d, 's3d': inception.build_s3d, 'inception_v1': inception.build_inception_v1}
@@ -46,16 +38,17 @@ def meta_cost(family: str, **kw) -> tuple[int, int, str]:
     return params(model), sum(n for op, n in counts.items() if 'convolution' in str(op)) // 2, name
 
 
-@pytest.mark.parametrize('family, n_params, macs, name', [
-    ('i3d', 12_465_614, 21_411_353_600, 'i3d'),
-    ('s3d', 8_081_678, 12_264_670_208, 's3d'),
-    ('inception_v1', 5_778_254, 6_521_725_952, 'inception_v1-TSN'),
+# Published costs (t-stride) and, without t-stride, what the original code gives (its models
+# counted with count_conv_macs on the meta device): s3d's last pool leaves 7 of 8 frames there.
+@pytest.mark.parametrize('family, n_params, macs, macs_nots, name', [
+    ('i3d', 12_465_614, 21_411_353_600, 33_806_581_760, 'i3d'),
+    ('s3d', 8_081_678, 12_264_670_208, 19_778_626_560, 's3d'),
+    ('inception_v1', 5_778_254, 6_521_725_952, 11_978_817_536, 'inception_v1-TSN'),
 ])
-def test_paper_costs(family, n_params, macs, name):
+def test_paper_costs(family, n_params, macs, macs_nots, name):
     assert meta_cost(family) == (n_params, macs, name)
     # Without temporal stride only the cost grows; the weights are the same.
-    p, m, n = meta_cost(family, without_t_stride=True)
-    assert (p, n) == (n_params, name + '-nots') and m > macs
+    assert meta_cost(family, without_t_stride=True) == (n_params, macs_nots, name + '-nots')
 
 
 def test_registered_and_names():
@@ -95,7 +88,8 @@ def test_output_shape(family, frames, batch, nots):
 
 
 # TAM/TSM without t-stride: a stage left with one frame has no neighbours to give their weights a gradient.
-@pytest.mark.parametrize('family, kw', [('i3d', {}), ('s3d', {'dw_t_conv': True}), ('inception_v1', {}),
+# s3d with t-stride needs 8 frames: its last pool's 2-frame window would find 1 of 4 (as in the original).
+@pytest.mark.parametrize('family, kw', [('i3d', {}), ('s3d', {'dw_t_conv': True, 'groups': 8}), ('inception_v1', {}),
                                         ('inception_v1', {'pooling_method': 'avg', 'groups': 16}),
                                         ('inception_v1', {'temporal_module_name': 'TAM', 'without_t_stride': True}),
                                         ('inception_v1', {'temporal_module_name': 'TSM', 'without_t_stride': True})])
@@ -106,7 +100,10 @@ def test_training_step_reaches_every_parameter(family, kw):
     model.train()
     out = model(torch.randn(2, 3, kw['groups'], 48, 48))
     nn.functional.cross_entropy(out, torch.tensor([0, 2])).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # s3d's temporal conv biases (the original has them) feed a training-mode BatchNorm, whose batch
+    # mean removes them: their gradient is zero but for round-off, so they are not asked for.
+    missing = [n for n, p in model.named_parameters() if (p.grad is None or not p.grad.abs().sum() > 0)
+               and not n.endswith('conv_t.bias')]
     assert not missing
 
 
@@ -132,8 +129,14 @@ def test_time_is_halved_three_times():
     for family in BUILDERS:
         model, _ = BUILDERS[family](make_args(groups=16))
         assert model.frames_out == 2
+        # Without t-stride time is kept, except by s3d's last pool (2-frame window, stride 1).
         model, _ = BUILDERS[family](make_args(groups=16, without_t_stride=True))
-        assert model.frames_out == 16
+        assert model.frames_out == (15 if family == 's3d' else 16)
+
+
+def test_too_few_frames_is_a_one_line_error():
+    with pytest.raises(SystemExit, match='^error: 4 frames are too few'):
+        inception.build_s3d(make_args(groups=4))
 
 
 def test_tam_starts_as_identity():

@@ -230,6 +230,9 @@ def test_other_class_count_keeps_backbone_and_reinitialises_classifier(tmp_path)
     report = load_pretrained(target, str(path))
     assert 'classifier was re-initialised' in report and '7 classes' in report
     torch.testing.assert_close(target.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    # Evaluation and export (new_classifier=False) refuse it: a fresh classifier scores nothing.
+    with pytest.raises(SystemExit, match=r'^error: the classifier of .*w\.pth has 7 classes but the model 3'):
+        load_pretrained(build(depth=18, num_classes=3, groups=4), str(path), new_classifier=False)
 
 
 def test_weights_that_do_not_fit_are_listed(tmp_path):
@@ -375,13 +378,17 @@ def test_every_registered_family_is_tested():
     assert set(MODELS) <= tested
 
 
-def test_temporal_avg_pool_averages_real_frames_only():
+def test_temporal_avg_pool_counts_the_padding():
+    """As nn.AvgPool3d (count_include_pad), the original's TemporalPooling: border windows divide
+    by the kernel, padding included, also for clips shorter than the kernel."""
     from models.blocks import TemporalPool
     x = torch.arange(1., 3.).view(1, 1, 2, 1, 1)          # 2 frames: 1, 2 (fewer than the kernel)
     out = TemporalPool(2, 'avg')(x)
-    torch.testing.assert_close(out.flatten(), torch.tensor([1.5]))     # window {pad, 1, 2} -> mean(1, 2)
+    torch.testing.assert_close(out.flatten(), torch.tensor([1.]))      # window {pad, 1, 2} -> 3 / 3
     x = torch.arange(1., 6.).view(1, 1, 5, 1, 1)
-    torch.testing.assert_close(TemporalPool(5, 'avg')(x).flatten(), torch.tensor([1.5, 3., 4.5]))
+    torch.testing.assert_close(TemporalPool(5, 'avg')(x).flatten(), torch.tensor([1., 3., 3.]))
+    torch.testing.assert_close(TemporalPool(5, 'avg', count_include_pad=False)(x).flatten(),
+                               torch.tensor([1.5, 3., 4.5]))
     torch.testing.assert_close(TemporalPool(5, 'max')(x).flatten(), torch.tensor([2., 4., 5.]))
 
 

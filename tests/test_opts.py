@@ -56,3 +56,83 @@ def test_invalid_combinations_exit_with_one_line(argv, msg):
     with pytest.raises(SystemExit, match=msg) as e:
         validate_args(arg_parser().parse_args(argv))
     assert '\n' not in str(e.value)
+
+
+# The original code's defaults (IBM/action-recognition-pytorch opts.py) of the options that
+# define an experiment, where this project's differ.
+ORIGINAL_EXPERIMENT_DEFAULTS = {'backbone_net': 's3d', 'groups': 16, 'dataset': 'st2stv2'}
+
+
+def test_original_defaults_table_is_the_originals_and_differs_here():
+    from opts import ORIGINAL_DEFAULTS
+    assert ORIGINAL_DEFAULTS == ORIGINAL_EXPERIMENT_DEFAULTS
+    defaults = arg_parser().parse_args([])
+    for name, value in ORIGINAL_DEFAULTS.items():
+        assert getattr(defaults, name) != value, name          # else the note would be wrong
+
+
+def notes_of(argv, entrypoint='train'):
+    return validate_args(arg_parser().parse_args(argv), entrypoint)
+
+
+def test_omitted_experiment_options_are_noted_with_both_values():
+    notes = notes_of([])
+    for name, here, original in (('backbone_net', 'resnet', 's3d'), ('groups', 8, 16),
+                                 ('dataset', 'synthetic', 'st2stv2')):
+        hits = [n for n in notes if n.startswith(f'--{name} was not given')]
+        assert len(hits) == 1 and f'it is {here} here' in hits[0] and f'took {original}' in hits[0]
+
+
+@pytest.mark.parametrize('argv', [
+    ['--backbone_net', 'resnet', '--groups', '8', '--dataset', 'synthetic'],   # the defaults
+    ['--backbone_net=resnet', '--groups=8', '--dataset=synthetic'],
+    ['--back', 's3d', '--gro', '16', '--datas', 'st2stv2'],                     # abbreviated
+])
+def test_given_options_are_not_noted_however_spelled(argv):
+    args = arg_parser().parse_args(argv)
+    assert {'backbone_net', 'groups', 'dataset'} <= set(args.given_options)
+    assert not [n for n in validate_args(args) if 'was not given' in n]
+
+
+def test_given_options_of_short_flags_and_defaults_restored():
+    parser = arg_parser()
+    args = parser.parse_args(['-b8', '-j', '0', '--amp'])
+    assert args.given_options == ['amp', 'batch_size', 'workers']
+    again = parser.parse_args([])                 # the probe left the defaults in place
+    assert again.batch_size == 8 and again.workers == 2 and again.backbone_net == 'resnet'
+    assert again.given_options == []
+
+
+def test_a_namespace_not_from_the_parser_gets_no_default_notes():
+    args = arg_parser().parse_args([])
+    del args.given_options
+    assert not [n for n in validate_args(args) if 'was not given' in n]
+
+
+def test_test_py_notes_the_split_the_original_would_have_taken():
+    assert any('original test.py evaluated the test list' in n for n in notes_of([], 'test'))
+    for argv in (['-e'], ['--eval_split', 'val']):
+        assert not any('eval_split' in n for n in notes_of(argv, 'test'))
+    assert not any('eval_split' in n for n in notes_of([], 'train'))
+
+
+def test_meaning_changes_are_noted():
+    assert any('in the original code it made the evaluation clips random' in n
+               for n in notes_of(['--random_sampling']))
+    v2 = ['--augmentor_ver', 'v2', '--input_size', '112']
+    assert any('--scale_range was not given' in n for n in notes_of(v2))
+    assert not any('--scale_range' in n for n in notes_of(v2 + ['--scale_range', '128', '160']))
+
+
+def test_view_fusion_defaults_to_the_originals_logits():
+    assert arg_parser().parse_args([]).view_fusion == 'logits'
+    assert arg_parser().parse_args(['--view_fusion', 'softmax']).view_fusion == 'softmax'
+    with pytest.raises(SystemExit):
+        arg_parser().parse_args(['--view_fusion', 'max'])
+
+
+@pytest.mark.parametrize('argv', [['--lr_scheduler', 'step', '--lr_steps', '2.5'],
+                                  ['--lr_scheduler', 'multisteps', '--lr_steps', '10', '15.5']])
+def test_fractional_lr_steps_are_an_error(argv):
+    with pytest.raises(SystemExit, match='whole numbers of epochs'):
+        validate_args(arg_parser().parse_args(argv))

@@ -47,29 +47,82 @@ def test_flip_only_where_allowed():
     assert not any(torch.equal(o, c.flip(-1)) for o in outs if not torch.equal(o, c))
 
 
-def test_eval_crop_positions():
-    assert crop_boxes(256, 340, 224, 1) == [(16, 58, 224, 224)]
-    assert crop_boxes(256, 340, 224, 3) == [(0, 0, 256, 256), (0, 42, 256, 256),
-                                           (0, 84, 256, 256)]
-    assert crop_boxes(340, 256, 224, 3)[2] == (84, 0, 256, 256)
-    five = crop_boxes(256, 340, 224, 5)
-    assert five[:4] == [(0, 0, 224, 224), (0, 116, 224, 224), (32, 0, 224, 224),
-                        (32, 116, 224, 224)]
-    assert eval_scale_size(224) == 256 and eval_scale_size(224, disable_scaleup=True) == 224
+# Crop windows (top, left, h, w) that the original's GroupOverSample
+# (IBM/action-recognition-pytorch utils/video_transforms.py) cut, in its order, read back from
+# frames whose pixels encode their coordinates; 10 crops are each of the 5 and then its flip.
+ORIGINAL_CROPS = {
+    (256, 340, 224, 3): [(16, 0), (16, 116), (16, 58)],          # left, right, centre
+    (340, 256, 224, 3): [(0, 16), (116, 16), (58, 16)],          # top, bottom, centre
+    (256, 256, 224, 3): [(16, 0), (16, 32), (16, 16)],           # square: along the width
+    (128, 171, 112, 3): [(8, 0), (8, 56), (8, 28)],
+    (60, 80, 28, 3): [(16, 0), (16, 52), (16, 26)],
+    (256, 340, 224, 5): [(0, 0), (0, 116), (32, 0), (32, 116), (16, 58)],
+    (340, 256, 224, 5): [(0, 0), (0, 32), (116, 0), (116, 32), (58, 16)],
+    (128, 171, 112, 5): [(0, 0), (0, 56), (16, 0), (16, 56), (8, 28)],
+    (60, 80, 28, 5): [(0, 0), (0, 52), (32, 0), (32, 52), (16, 26)],
+}
 
 
-@pytest.mark.parametrize('crops,side', [(1, 28), (3, 32), (5, 28), (10, 28)])
-def test_eval_views(crops, side):
-    out = EvalTransform(28, 32, crops)(clip(4, 60, 80))
-    assert out.shape == (crops, 4, 3, side, side)
+@pytest.mark.parametrize('key', list(ORIGINAL_CROPS), ids=str)
+def test_eval_crops_are_the_originals(key):
+    h, w, size, crops = key
+    assert crop_boxes(h, w, size, crops) == [(t, l, size, size) for t, l in ORIGINAL_CROPS[key]]
+    if crops == 5:
+        assert crop_boxes(h, w, size, 10) == crop_boxes(h, w, size, 5)
+
+
+def test_centre_crop_rounds_as_torchvision():
+    # torchvision CenterCrop (the original's GroupCenterCrop): int(round((h - size) / 2)),
+    # Python's round: 58.5 -> 58, 59.5 -> 60
+    assert crop_boxes(256, 341, 224, 1) == [(16, 58, 224, 224)]
+    assert crop_boxes(256, 343, 224, 1) == [(16, 60, 224, 224)]
+    assert crop_boxes(343, 256, 224, 1) == [(60, 16, 224, 224)]
+
+
+def test_eval_scale_size_is_the_originals():
+    # int(input_size / 0.875 + 0.5), the original's test.py and get_augmentor
+    sizes = {224: 256, 112: 128, 160: 183, 299: 342, 96: 110, 64: 73, 32: 37}
+    assert {s: eval_scale_size(s) for s in sizes} == sizes
+    assert all(eval_scale_size(s, disable_scaleup=True) == s for s in sizes)
+
+
+@pytest.mark.parametrize('crops', [1, 3, 5, 10])
+def test_eval_views(crops):
+    c = clip(4, 60, 80)
+    out = EvalTransform(28, 32, crops)(c)
+    assert out.shape == (crops, 4, 3, 28, 28)
     if crops == 10:
-        assert torch.equal(out[5:], out[:5].flip(-1))
+        assert torch.equal(out[1::2], out[0::2].flip(-1))     # each crop, then its flip
+        assert torch.equal(out[0::2], EvalTransform(28, 32, 5)(c))
 
 
 def test_eval_centre_crop_content():
     c = clip(1, 32, 48)
     out = EvalTransform(16, 32, 1)(c)      # no resize needed: shorter side already 32
     assert torch.equal(out[0], c[:, :, 8:24, 16:32])
+
+
+def test_eval_resize_truncates_the_longer_side_as_torchvision():
+    # torchvision Resize(256) (the original's GroupScale): longer side int(256 * 355 / 240) = 378
+    assert resize_shorter(clip(1, 240, 355), 256).shape[-2:] == (256, 378)
+    assert resize_shorter(clip(1, 355, 240), 256).shape[-2:] == (378, 256)
+    assert resize_shorter(clip(1, 240, 427), 256).shape[-2:] == (256, 455)
+
+
+def test_eval_resize_matches_pil_bilinear_within_one_level():
+    """The original resized PIL images (BILINEAR, antialiased); the uint8 tensor resize agrees
+    within one grey level."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:120, 0:160]
+    img = (np.stack([np.sin(x / 7) * 100 + 120, np.cos(y / 5) * 90 + 128, (x + y) % 256], -1)
+           + rng.integers(0, 30, (120, 160, 3))).clip(0, 255).astype(np.uint8)
+    for short in (128, 64, 37):
+        ref = np.asarray(Image.fromarray(img).resize((int(short * 160 / 120), short),
+                                                     Image.BILINEAR)).astype(int)
+        out = resize_shorter(torch.from_numpy(img).permute(2, 0, 1)[None], short)
+        out = out[0].permute(1, 2, 0).numpy().astype(int)
+        assert out.shape == ref.shape and np.abs(out - ref).max() <= 1
 
 
 def test_resize_shorter_keeps_aspect():

@@ -94,15 +94,15 @@ def baseline_eval_views(clip_paths, scale_size: int, input_size: int, num_crops:
             img = _pil_open(path)
             w, h = img.size
             if h <= w:
-                size = (max(1, int(round(w * scale_size / h))), scale_size)
+                size = (max(1, int(w * scale_size / h)), scale_size)   # truncated, as Resize
             else:
-                size = (scale_size, max(1, int(round(h * scale_size / w))))
+                size = (scale_size, max(1, int(h * scale_size / w)))
             if size != img.size:
                 img = img.resize(size, Image.BILINEAR)
             boxes = crop_boxes(size[1], size[0], input_size, num_crops)
             crops = [img.crop((l, t, l + cw, t + ch)) for t, l, ch, cw in boxes]
-            if num_crops == 10:
-                crops += [c.transpose(Image.FLIP_LEFT_RIGHT) for c in crops]
+            if num_crops == 10:                  # each crop followed by its flip
+                crops = [v for c in crops for v in (c, c.transpose(Image.FLIP_LEFT_RIGHT))]
             if per_crop is None:
                 per_crop = [[] for _ in crops]
             for k, c in enumerate(crops):

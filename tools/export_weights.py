@@ -66,10 +66,7 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     args = model_options(content, argv, num_classes)
     args.no_imagenet_pretrained = True
     model, arch = build(args)
-    report = load_pretrained(model, checkpoint, trust=trust)
-    if 'classifier was re-initialised' in report:
-        raise SystemExit(f'error: the classifier of {checkpoint} does not fit {args.num_classes} '
-                         f'classes ({report.split("; ")[1]}); give --num_classes or --dataset')
+    report = load_pretrained(model, checkpoint, trust=trust, new_classifier=False)
     meta = {'arch': arch, 'args': json.dumps(vars(args), default=str),
             'source': os.path.basename(checkpoint)}
     if isinstance(content, dict):

@@ -159,16 +159,26 @@ def make_loader(dataset, args, runtime: Runtime, train: bool, batch_size: int) -
                       generator=torch.Generator() if train else None)
 
 
-FLOW_MEAN, FLOW_STD = 0.5, 0.226    # flow images: 128 = no motion; std as TSN's flow models
+# The original's defaults per family (its models' mean()/std()): the ResNet-based ones use
+# ImageNet's statistics (RGB order), flow 0.5 and the mean of ImageNet's stds; the
+# Inception-based ones (GoogLeNet weights expect inputs in [-1, 1]) use 0.5 for both.
+RESNET_FLOW_MEAN, RESNET_FLOW_STD = 0.5, float(np.mean(IMAGENET_STD))
+INCEPTION_MEAN, INCEPTION_STD = 0.5, 0.5
 
 
 def input_stats(args) -> tuple[list, list]:
-    """Per-channel mean and std (0-1 scale) for normalising clips: --mean/--std (one value
-    applies to every channel), else ImageNet's for rgb and FLOW_MEAN/FLOW_STD for flow."""
+    """Per-channel mean and std (0-1 scale, RGB order) for normalising clips, one value per
+    input channel: --mean/--std (one value applies to every channel), else the original's
+    default for the backbone family and modality (r3d, mc3 and r2plus1d, which it did not
+    have, take the ResNet family's)."""
     channels = input_channels(args)
     rgb = args.modality == 'rgb'
-    mean = args.mean or (IMAGENET_MEAN if rgb else [FLOW_MEAN])
-    std = args.std or (IMAGENET_STD if rgb else [FLOW_STD])
+    if imagenet_family(args.backbone_net) == 'inception':
+        mean, std = [INCEPTION_MEAN], [INCEPTION_STD]
+    else:
+        mean = list(IMAGENET_MEAN) if rgb else [RESNET_FLOW_MEAN]
+        std = list(IMAGENET_STD) if rgb else [RESNET_FLOW_STD]
+    mean, std = args.mean or mean, args.std or std
     return ([mean[0]] * channels if len(mean) == 1 else list(mean),
             [std[0]] * channels if len(std) == 1 else list(std))
 
@@ -273,12 +283,40 @@ def train_one_epoch(model, loader, optimizer, scaler, args, runtime: Runtime, ep
     return result
 
 
+VIEW_FUSIONS = ('logits', 'softmax')
+
+
+def fuse_views(logits: torch.Tensor, rule: str = 'logits') -> torch.Tensor:
+    """(B, V, classes) logits of V views -> (B, classes) scores of each video: the mean of the
+    logits (the original test.py's rule, the default) or the mean of the softmax probabilities."""
+    if rule == 'logits':
+        return logits.mean(dim=1)
+    if rule == 'softmax':
+        return logits.softmax(dim=2).mean(dim=1)
+    raise ValueError(f'unknown view fusion {rule!r}; known: {", ".join(VIEW_FUSIONS)}')
+
+
+def fused_loss(scores: torch.Tensor, labels: torch.Tensor, rule: str = 'logits') -> torch.Tensor:
+    """Summed cross-entropy of fused scores: of the softmax of the mean logits, or minus the log
+    of the mean probability. With one view both are the cross-entropy of its logits."""
+    if rule == 'softmax':
+        return F.nll_loss(scores.clamp_min(1e-12).log(), labels, reduction='sum')
+    return F.cross_entropy(scores, labels, reduction='sum')
+
+
 @torch.no_grad()
 def evaluate(model, loader, args, runtime: Runtime, log: RunLog, desc: str = 'val',
              keep_scores: bool = False) -> dict:
-    """Evaluate clips of (B, V, C, T, H, W) views: the softmax scores of a video's V views are
-    averaged. Returns loss/top1/top5 over the videos that could be read, the number skipped,
-    and with keep_scores the per-video scores and labels ordered by dataset index."""
+    """Evaluate clips of (B, V, C, T, H, W) views, fused per video by `args.view_fusion`
+    (`fuse_views`; 'logits' if unset, the original's rule).
+
+    Returns loss/top1/top5 over the videos that could be read, the number skipped, and with
+    keep_scores the per-video fused scores and labels ordered by dataset index. The scores are
+    the mean logits (as the original's score files) or the mean probabilities (rows sum to 1);
+    the loss is `fused_loss` of them, so with one view (training's validation) it is the
+    cross-entropy under either rule, the value --lr_scheduler plateau steps on.
+    """
+    rule = getattr(args, 'view_fusion', 'logits')
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         # Evaluate the bare module: a DDP forward may start collectives, which would wait
         # forever on a rank whose shard has fewer (or no) batches. Rank 0's buffers first, so
@@ -294,24 +332,24 @@ def evaluate(model, loader, args, runtime: Runtime, log: RunLog, desc: str = 'va
         clips = batch['clip']
         b, v = clips.shape[:2]
         views = clips.flatten(0, 1)
-        probs = []
+        logits = []
         for chunk in views.split(max(1, args.batch_size)):  # bounded memory for many views
             chunk = normalize(chunk.to(runtime.device, non_blocking=True), mean, std,
                               args.channels_last)
             with autocast(args, runtime.device):
-                probs.append(model(chunk).float().softmax(dim=1))
-        probs = torch.cat(probs).view(b, v, -1).mean(dim=1)
-        labels = batch['label'].to(probs.device)
-        ok = (batch['bad'] == 0).to(probs.device)
+                logits.append(model(chunk).float())
+        scores = fuse_views(torch.cat(logits).view(b, v, -1), rule)
+        labels = batch['label'].to(scores.device)
+        ok = (batch['bad'] == 0).to(scores.device)
         labelled = ok & (labels >= 0)
         if labelled.any():
-            p, y = probs[labelled], labels[labelled]
-            loss = F.nll_loss(p.clamp_min(1e-12).log(), y, reduction='sum')
+            p, y = scores[labelled], labels[labelled]
+            loss = fused_loss(p, y, rule)
             c1, c5 = topk_correct(p, y)
             totals.add(loss_sum=loss.item(), correct1=c1, correct5=c5, count=int(labelled.sum()))
         totals.add(bad=int((~ok).sum()), seen=b)
         if keep_scores:
-            scores_all.append(probs.cpu())
+            scores_all.append(scores.cpu())
             labels_all.append(batch['label'])
             index_all.append(batch['index'])
             bad_all.append(batch['bad'])
@@ -337,16 +375,21 @@ def make_optimizer(model, args):
 
 
 def make_scheduler(optimizer, args):
-    """Per-epoch schedules; `plateau` steps on the validation loss."""
+    """The original's per-epoch schedules, stepped once after each epoch's validation:
+    step (x0.1 every lr_steps[0] epochs), multisteps (x0.1 at each of lr_steps), cosine
+    (from --lr to 0 over --epochs) and plateau (x0.1 once the validation loss has not improved
+    by a relative 1e-4 for more than 10 epochs; torch's defaults, as the original)."""
     if args.lr_scheduler == 'step':
         return torch.optim.lr_scheduler.StepLR(optimizer, int(args.lr_steps[0]), gamma=0.1)
     if args.lr_scheduler == 'multisteps':
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(s) for s in args.lr_steps],
                                                     gamma=0.1)
     if args.lr_scheduler == 'cosine':
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='min', factor=0.1,
-                                                      patience=5)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs,
+                                                          eta_min=0)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode='min', factor=0.1, patience=10, threshold=1e-4, threshold_mode='rel',
+        cooldown=0, min_lr=0)
 
 
 def seed_everything(seed: int) -> None:
@@ -373,7 +416,7 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
              f'device {runtime.device}, logs in {folder}')
     if args.pretrained:
         log.info(load_pretrained(model, args.pretrained, adapt_rgb_stem=True,
-                                 trust=args.trust_checkpoint))
+                                 trust=args.trust_checkpoint, new_classifier=not args.evaluate))
     elif not args.no_imagenet_pretrained:
         log.info(load_imagenet(model, imagenet_family(args.backbone_net), args.depth,
                                args.imagenet_weights, trust=args.trust_checkpoint))
@@ -479,6 +522,7 @@ def load_for_eval(args, runtime: Runtime):
     model, arch = build(args)
     if not args.pretrained:
         raise SystemExit('error: test.py needs --pretrained CHECKPOINT')
-    report = load_pretrained(model, args.pretrained, trust=args.trust_checkpoint)
+    report = load_pretrained(model, args.pretrained, trust=args.trust_checkpoint,
+                             new_classifier=False)   # a fresh classifier evaluates nothing
     return wrap_model(model, args, runtime), arch, report
 

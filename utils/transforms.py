@@ -23,12 +23,14 @@ def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_shorter(clip: torch.Tensor, shorter: int) -> torch.Tensor:
-    """Resize so that the shorter side is `shorter`, keeping the aspect ratio."""
+    """Resize so that the shorter side is `shorter`; the longer side is
+    int(shorter * longer / shorter_side), truncated as torchvision's Resize (the original's
+    GroupScale) does, so evaluation crops come from frames of the original's size."""
     h, w = clip.shape[-2:]
     if h <= w:
-        size = (shorter, max(1, int(round(w * shorter / h))))
+        size = (shorter, max(1, int(shorter * w / h)))
     else:
-        size = (max(1, int(round(h * shorter / w))), shorter)
+        size = (max(1, int(shorter * h / w)), shorter)
     return resize(clip, size)
 
 
@@ -129,35 +131,39 @@ def default_scale_range(input_size: int) -> list[int]:
 
 
 def eval_scale_size(input_size: int, disable_scaleup: bool = False) -> int:
-    """Shorter side before evaluation crops: input_size*256/224, or input_size itself."""
-    return input_size if disable_scaleup else int(round(input_size * 256 / 224))
+    """Shorter side before evaluation crops, as the original: int(input_size / 0.875 + 0.5)
+    (224 -> 256, 112 -> 128, 299 -> 342), or input_size itself with --disable_scaleup."""
+    return input_size if disable_scaleup else int(input_size / 0.875 + 0.5)
 
 
 def crop_boxes(h: int, w: int, input_size: int, num_crops: int) -> list[tuple[int, int, int, int]]:
-    """Evaluation crop windows (top, left, h, w) on a frame already resized for evaluation.
+    """Evaluation crop windows (top, left, h, w), all input_size square, on a frame already
+    resized for evaluation; the original's positions and order (GroupCenterCrop,
+    GroupOverSample), with steps hs, ws = (h - input_size) // 4, (w - input_size) // 4.
 
-    1: centre; 3: full-size squares (side = shorter side) at the start, centre and end of the
-    longer side; 5 (and 10): four corners and centre at input_size.
+    1: centre, rounded as torchvision's CenterCrop: round((h - input_size) / 2) (half to even).
+    3: along the longer side (width when the frame is square) at 0, 4 steps and 2 steps
+    (left, right, centre / top, bottom, centre), centred across it.
+    5 (and 10): top-left, top-right, bottom-left, bottom-right, centre at 0, 4 and 2 steps.
     """
-    def centre(s):
-        return (h - s) // 2, (w - s) // 2
+    s = input_size
     if num_crops == 1:
-        return [(*centre(input_size), input_size, input_size)]
+        return [(int(round((h - s) / 2.0)), int(round((w - s) / 2.0)), s, s)]
+    hs, ws = (h - s) // 4, (w - s) // 4
     if num_crops == 3:
-        s = min(h, w)
-        if w >= h:
-            return [(0, left, s, s) for left in (0, (w - s) // 2, w - s)]
-        return [(top, 0, s, s) for top in (0, (h - s) // 2, h - s)]
+        if w < h:
+            return [(top, 2 * ws, s, s) for top in (0, 4 * hs, 2 * hs)]
+        return [(2 * hs, left, s, s) for left in (0, 4 * ws, 2 * ws)]
     if num_crops in (5, 10):
-        s = input_size
-        return [(0, 0, s, s), (0, w - s, s, s), (h - s, 0, s, s), (h - s, w - s, s, s),
-                (*centre(s), s, s)]
+        return [(top, left, s, s) for top, left in
+                ((0, 0), (0, 4 * ws), (4 * hs, 0), (4 * hs, 4 * ws), (2 * hs, 2 * ws))]
     raise ValueError(f'num_crops must be 1, 3, 5 or 10, got {num_crops}')
 
 
 class EvalTransform:
     """Evaluation views of one clip: resize the shorter side, then `num_crops` crops.
-    Returns (num_crops, T, C, h, w). 10 crops are the 5 crops and their flips."""
+    Returns (num_crops, T, C, input_size, input_size). 10 crops are the 5 crops each followed
+    by its flip, in the original's order."""
 
     def __init__(self, input_size: int, scale_size: int, num_crops: int = 1, flow: bool = False):
         self.input_size, self.scale_size, self.num_crops = input_size, scale_size, num_crops
@@ -169,9 +175,12 @@ class EvalTransform:
         if min(h, w) < self.input_size:
             raise ValueError(f'evaluation scale {self.scale_size} is smaller than input '
                              f'size {self.input_size}')
-        views = [crop(clip, *b) for b in crop_boxes(h, w, self.input_size, self.num_crops)]
-        if self.num_crops == 10:
-            views += [flip(v, self.flow) for v in views]
+        views = []
+        for box in crop_boxes(h, w, self.input_size, self.num_crops):
+            view = crop(clip, *box)
+            views.append(view)
+            if self.num_crops == 10:
+                views.append(flip(view, self.flow))
         return torch.stack([v.contiguous() for v in views])
 
 

@@ -179,10 +179,10 @@ class VideoDataset(Dataset):
 
     def _zeros_like_views(self) -> torch.Tensor:
         t = self.transform
-        side = t.scale_size if t.num_crops == 3 else t.input_size
         views = self.num_clips * t.num_crops
         frames = frames_per_clip(self.groups, self.frames_per_group, self.dense)
-        return torch.zeros(views, self.channels, frames, side, side, dtype=torch.uint8)
+        return torch.zeros(views, self.channels, frames, t.input_size, t.input_size,
+                           dtype=torch.uint8)
 
 
 def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: int = 1
@@ -198,7 +198,9 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
                     'this list)', list_file, len(records) - len(left), args.exclude_list,
                     len(excluded - {r.path for r in records}), len(excluded))
         records = left
-    kept = [r for r in records if r.num_frames >= cfg['min_frames']]
+    # As the original, the test split keeps its short videos: every one gets a prediction.
+    kept = records if split == 'test' else [r for r in records
+                                            if r.num_frames >= cfg['min_frames']]
     if len(kept) < len(records):
         log.warning('%s: %d videos shorter than %d frames are skipped',
                     list_file, len(records) - len(kept), cfg['min_frames'])

@@ -1,0 +1,193 @@
+"""The engine's rules that decide a checkpoint's numbers: how views are fused, the default
+input statistics, and each --lr_scheduler's learning rate per epoch, against the original
+study's code (IBM/action-recognition-pytorch test.py, models/*, train.py)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from opts import arg_parser, validate_args
+from utils.engine import (Runtime, evaluate, fuse_views, fused_loss, input_stats,
+                          make_scheduler)
+from utils.run_log import RunLog
+from utils.transforms import normalize
+
+
+def parse(*argv):
+    args = arg_parser().parse_args(list(argv))
+    validate_args(args)
+    return args
+
+
+# ----------------------------------------------------------------------------- view fusion
+
+# Two videos, three views each. On video 0 the rules disagree: the original's (the mean of the
+# logits, test.py eval_a_batch) picks class 1 (mean logits [2, 7/3]); the mean of the
+# probabilities picks class 0 (two views give it 0.953, the third gives class 1 0.999).
+LOGITS = torch.tensor([[[3.0, 0.0], [3.0, 0.0], [0.0, 7.0]],
+                       [[1.0, 3.0], [2.0, 1.0], [0.0, 0.0]]])
+
+
+def test_logit_fusion_is_the_mean_of_the_logits():
+    torch.testing.assert_close(fuse_views(LOGITS), torch.tensor([[2.0, 7 / 3], [1.0, 4 / 3]]))
+    assert fuse_views(LOGITS).argmax(1).tolist() == [1, 1]
+
+
+def test_softmax_fusion_is_the_mean_of_the_probabilities():
+    p = fuse_views(LOGITS, 'softmax')
+    s3 = 1 / (1 + math.exp(-3))                     # softmax([3, 0])[0]
+    s7 = 1 / (1 + math.exp(-7))                     # softmax([0, 7])[1]
+    torch.testing.assert_close(p[0], torch.tensor([(2 * s3 + 1 - s7) / 3,
+                                                   (2 * (1 - s3) + s7) / 3]))
+    assert p.argmax(1).tolist() == [0, 1]
+    torch.testing.assert_close(p.sum(1), torch.ones(2))
+    with pytest.raises(ValueError, match='unknown view fusion'):
+        fuse_views(LOGITS, 'max')
+
+
+def test_one_view_loss_is_the_cross_entropy_under_both_rules():
+    z, y = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([2])
+    expected = F.cross_entropy(z, y, reduction='sum')
+    for rule in ('logits', 'softmax'):
+        torch.testing.assert_close(fused_loss(fuse_views(z[:, None], rule), y, rule), expected)
+
+
+class ViewLogits(torch.nn.Module):
+    """A model whose logits are the first pixel of its (normalised) input's first two channels,
+    so each view of a batch carries the logits the test chose."""
+
+    def forward(self, x):                           # (N, C, T, H, W)
+        return x[:, :2, 0, 0, 0].clone()
+
+
+def views_batch():
+    # Raw uint8 values that normalise (mean 0, std 1/255) to LOGITS exactly.
+    clip = torch.zeros(2, 3, 3, 1, 1, 1, dtype=torch.uint8)
+    clip[:, :, :2, 0, 0, 0] = LOGITS.to(torch.uint8)
+    return [dict(clip=clip, label=torch.tensor([0, 1]), index=torch.tensor([0, 1]),
+                 bad=torch.tensor([0, 0]))]
+
+
+@pytest.mark.parametrize('rule', ['logits', 'softmax'])
+def test_evaluate_fuses_views_by_the_rule_and_scores_what_it_fused(rule):
+    argv = ['--mean', '0', '--std', str(1 / 255), '-b', '4']   # views split in 4 + 2
+    args = parse(*argv, *(['--view_fusion', rule] if rule != 'logits' else []))
+    assert args.view_fusion == rule                 # logits is the default
+    assert torch.equal(normalize(views_batch()[0]['clip'].flatten(0, 1), *input_stats(args)
+                                 )[:, :2, 0, 0, 0].view(2, 3, 2), LOGITS)
+    result = evaluate(ViewLogits(), views_batch(), args, Runtime(torch.device('cpu')),
+                      RunLog(None, enabled=False), keep_scores=True)
+    fused = fuse_views(LOGITS, rule)
+    np.testing.assert_allclose(result['scores'], fused.numpy(), rtol=1e-6)
+    labels = torch.tensor([0, 1])
+    expected_loss = fused_loss(fused, labels, rule).item() / 2
+    assert result['loss'] == pytest.approx(expected_loss, rel=1e-6)
+    # video 0 (label 0) is right only when probabilities are averaged
+    assert result['top1'] == (100.0 if rule == 'softmax' else 50.0)
+    assert result['count'] == 2
+
+
+# ----------------------------------------------------------------------------- mean and std
+
+IMAGENET_RGB_MEAN = [0.485, 0.456, 0.406]           # red, green, blue
+IMAGENET_RGB_STD = [0.229, 0.224, 0.225]
+
+
+@pytest.mark.parametrize('backbone', ['resnet', 'i3d_resnet', 's3d_resnet', 'r3d', 'mc3',
+                                      'r2plus1d'])
+def test_resnet_families_default_to_imagenet_in_rgb_order(backbone):
+    # the original's resnet.py, i3d_resnet.py, s3d_resnet.py mean()/std()
+    assert input_stats(parse('--backbone_net', backbone)) == (IMAGENET_RGB_MEAN,
+                                                              IMAGENET_RGB_STD)
+    mean, std = input_stats(parse('--backbone_net', backbone, '--modality', 'flow'))
+    assert mean == [0.5] * 10
+    assert std == pytest.approx([0.226] * 10, abs=1e-15)      # np.mean of ImageNet's stds
+
+
+@pytest.mark.parametrize('backbone', ['inception_v1', 'i3d', 's3d'])
+def test_inception_families_default_to_one_half(backbone):
+    # the original's inception_v1.py, i3d.py, s3d.py: 0.5 for rgb and flow
+    assert input_stats(parse('--backbone_net', backbone)) == ([0.5] * 3, [0.5] * 3)
+    assert input_stats(parse('--backbone_net', backbone, '--modality', 'flow',
+                             '--flow_length', '2')) == ([0.5] * 4, [0.5] * 4)
+
+
+def test_red_normalises_as_red():
+    """A pure red pixel normalised with the rgb defaults: the red channel is far above zero,
+    blue far below; BGR-ordered statistics would give other values."""
+    red = torch.zeros(1, 3, 1, 1, 1, dtype=torch.uint8)
+    red[:, 0] = 255
+    x = normalize(red, *input_stats(parse('--backbone_net', 'resnet'))).flatten().tolist()
+    assert x == pytest.approx([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225], rel=1e-6)
+
+
+def test_given_mean_and_std_override_and_broadcast():
+    args = parse('--backbone_net', 's3d', '--mean', '0.1', '0.2', '0.3', '--std', '0.25')
+    assert input_stats(args) == ([0.1, 0.2, 0.3], [0.25] * 3)
+
+
+# ----------------------------------------------------------------------------- schedulers
+
+def lrs_as_fit_steps(args, losses=None) -> list:
+    """The learning rate of each epoch, read and stepped as utils.engine.fit does: the lr in
+    force during an epoch, then one step after its validation (plateau: on its loss)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=args.lr, momentum=0.9)
+    scheduler = make_scheduler(optimizer, args)
+    out = []
+    for epoch in range(args.epochs):
+        out.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        if args.lr_scheduler == 'plateau':
+            scheduler.step(losses[epoch])
+        else:
+            scheduler.step()
+    return out
+
+
+def test_step_schedule():
+    args = parse('--lr_scheduler', 'step', '--lr_steps', '15', '--epochs', '50', '--lr', '0.01')
+    expected = [0.01 * 0.1 ** (e // 15) for e in range(50)]
+    assert lrs_as_fit_steps(args) == pytest.approx(expected, rel=1e-9)
+
+
+def test_multisteps_schedule():
+    args = parse('--lr_scheduler', 'multisteps', '--lr_steps', '15', '30', '45', '--epochs',
+                 '50', '--lr', '0.1')
+    expected = [0.1 * 0.1 ** sum(e >= m for m in (15, 30, 45)) for e in range(50)]
+    assert lrs_as_fit_steps(args) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize('epochs', [50, 7])
+def test_cosine_schedule_reaches_zero_after_epochs(epochs):
+    # the original: CosineAnnealingLR(T_max=epochs, eta_min=0)
+    args = parse('--lr_scheduler', 'cosine', '--epochs', str(epochs), '--lr', '0.02')
+    expected = [0.02 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    assert lrs_as_fit_steps(args) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def plateau_reference(lr: float, losses: list) -> list:
+    """torch's ReduceLROnPlateau defaults, as the original's train.py used them: x0.1 once the
+    loss has failed for more than 10 epochs to beat the best by a relative 1e-4."""
+    best, bad, out = math.inf, 0, []
+    for loss in losses:
+        out.append(lr)
+        if loss < best * (1 - 1e-4):
+            best, bad = loss, 0
+        else:
+            bad += 1
+        if bad > 10:
+            lr, bad = lr * 0.1, 0
+    return out
+
+
+def test_plateau_schedule():
+    # improves for 5 epochs, then stalls (one gain below the 1e-4 threshold), then improves
+    losses = [2.0, 1.8, 1.6, 1.5, 1.4] + [1.4, 1.39995] + [1.45] * 20 + [1.0] + [1.2] * 22
+    args = parse('--lr_scheduler', 'plateau', '--epochs', str(len(losses)), '--lr', '0.01')
+    got = lrs_as_fit_steps(args, losses)
+    expected = plateau_reference(0.01, losses)
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert len(set(expected)) == 4                   # three decays happen within the run
