@@ -6,6 +6,7 @@ returns notes about options that the chosen model or mode ignores, and about omi
 whose default here is not the original's.
 """
 import argparse
+import os
 
 from utils.dataset_config import DATASET_CONFIG
 
@@ -25,6 +26,11 @@ class OptionParser(argparse.ArgumentParser):
     """An ArgumentParser whose namespaces also hold `given_options`: the sorted names (dests)
     of the options the command line gave, however spelled (abbreviated, `--opt=value`, `-b8`),
     so that `validate_args` can tell an omitted option from one given its default value."""
+
+    def error(self, message: str):
+        """A command-line mistake in one line, as every other error (argparse's default adds
+        the whole usage); exit status 2, as argparse's."""
+        self.exit(2, f'error: {message}, {self.prog}; see {self.prog} --help\n')
 
     def parse_known_args(self, args=None, namespace=None):
         import sys
@@ -89,8 +95,13 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='dataset (list file names, classes, frame names; the original code '
                         'defaulted to st2stv2)')
     d.add_argument('--datadir', default='data/synthetic',
-                   help='dataset root holding the list files and the frame folders; '
-                        'for --dataset synthetic it is generated there if missing')
+                   help='dataset root holding the list files and the frame folders; for '
+                        '--dataset synthetic without lists there, the synthetic dataset is '
+                        'generated at data/synthetic or data/synthetic_flow, elsewhere only '
+                        'with --make_synthetic (a mistyped path is an error)')
+    d.add_argument('--make_synthetic', action='store_true',
+                   help='--dataset synthetic: generate the synthetic dataset in a --datadir '
+                        'that has no lists, whatever its path')
     d.add_argument('--groups', default=8, type=int,
                    help='frames per clip (the original code defaulted to 16)')
     d.add_argument('--frames_per_group', default=1, type=int,
@@ -137,11 +148,15 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='pyav: resize decoded frames to this shorter side first, as '
                         'tools/extract_frames.py --short_side does (0: decoded size)')
     d.add_argument('--exclude_list', default=None, type=str,
-                   help='file of videos to leave out of every split (first field of each line '
-                        'a video path, as tools/check_dataset.py writes its bad entries)')
+                   help='file of videos to leave out of every split: the bad-entries file of '
+                        'tools/check_dataset.py (a list line, a tab, the reason), a list file, '
+                        'or one video path a line')
     d.add_argument('-j', '--workers', default=2, type=int,
-                   help='data loading processes per node, split among its processes'
-                   if distributed else 'data loading processes')
+                   help=('data loading processes per node, split among its processes'
+                         if distributed else 'data loading processes')
+                   + '; at most the CPUs this process may use, unless --no_worker_cap')
+    d.add_argument('--no_worker_cap', action='store_true',
+                   help='start -j workers even when they outnumber the CPUs')
     d.add_argument('--max_bad_ratio', default=0.01, type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
                         '(unreadable ones are replaced and counted up to then)')
@@ -237,6 +252,8 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
         raise SystemExit(f'error: {msg}')
 
     cfg = DATASET_CONFIG[args.dataset]
+    check_numbers(args, fail)
+    check_files(args, entrypoint, fail)
     if args.groups < 1 or args.frames_per_group < 1:
         fail('--groups and --frames_per_group must be at least 1')
     if args.num_clips < 1:
@@ -272,6 +289,9 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
             fail('--device cuda was asked for but CUDA is not available')
 
     notes = original_default_notes(args, entrypoint)
+    cap = cap_workers(args)
+    if cap:
+        notes.append(cap)
     if args.modality == 'rgb' and args.flow_length != FLOW_LENGTH:
         notes.append('--flow_length is ignored for rgb input')
     if args.video_backend != 'pyav' and args.video_short_side:
@@ -321,10 +341,102 @@ def original_default_notes(args: argparse.Namespace, entrypoint: str) -> list:
                      'original test.py evaluated the test list unless -e was given')
     if (entrypoint != 'test' and args.augmentor_ver == 'v2' and 'scale_range' not in given
             and args.input_size != 224):
-        notes.append(f'--scale_range was not given: augmentor v2 scales [256, 320] by '
-                     f'--input_size/224 here; the original code took [256, 320] for every size')
+        notes.append('--scale_range was not given: augmentor v2 scales [256, 320] by '
+                     '--input_size/224 here; the original code took [256, 320] for every size')
     if args.random_sampling:
         notes.append('--random_sampling here draws an independent training offset per segment '
                      'and evaluation stays deterministic; in the original code it made the '
                      'evaluation clips random instead')
     return notes
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, else the CPU count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cap_workers(args: argparse.Namespace) -> str | None:
+    """-j beyond the usable CPUs only adds processes that compete for them (and memory): cap
+    it, as the original did, and say so; --no_worker_cap keeps it."""
+    cpus = usable_cpus()
+    if args.workers <= cpus or getattr(args, 'no_worker_cap', False):
+        return None
+    asked, args.workers = args.workers, cpus
+    return (f'-j {asked} is more than the {cpus} CPUs this process may use: starting {cpus} '
+            f'workers (--no_worker_cap starts {asked})')
+
+
+# (option, attribute, lowest, lowest allowed?, highest or None, highest allowed?)
+NUMBER_RANGES = [
+    ('--lr', 'lr', 0, False, None, True),
+    ('--momentum', 'momentum', 0, True, 1, True),
+    ('--weight-decay', 'weight_decay', 0, True, None, True),
+    ('--dropout', 'dropout', 0, True, 1, False),
+    ('--epochs', 'epochs', 1, True, None, True),
+    ('--start-epoch', 'start_epoch', 0, True, None, True),
+    ('-j/--workers', 'workers', 0, True, None, True),
+    ('-b/--batch-size', 'batch_size', 1, True, None, True),
+    ('--input_size', 'input_size', 1, True, None, True),
+    ('--clip_gradient', 'clip_gradient', 0, False, None, True),
+    ('--max_bad_ratio', 'max_bad_ratio', 0, True, 1, True),
+    ('--print-freq', 'print_freq', 1, True, None, True),
+    ('--shift_div', 'shift_div', 1, True, None, True),
+    ('--video_short_side', 'video_short_side', 0, True, None, True),
+    ('--seed', 'seed', 0, True, None, True),
+    ('--gpu', 'gpu', 0, True, None, True),
+    ('--dist_timeout', 'dist_timeout', 1, True, None, True),
+    ('--nproc_per_node', 'nproc_per_node', 1, True, None, True),
+]
+
+
+def _wanted(low, low_ok, high, high_ok) -> str:
+    lower = f'{low} or more' if low_ok else f'a value above {low}'
+    if high is None:
+        return lower
+    return f'{lower} and {"at most" if high_ok else "below"} {high}'
+
+
+def check_numbers(args: argparse.Namespace, fail) -> None:
+    """Impossible numbers are one-line errors before anything runs (a negative -j, lr or
+    epoch count would otherwise fail deep inside torch, or train nothing)."""
+    import math
+    if args.epochs == 0:
+        fail('--epochs 0 trains nothing; give 1 or more (-e evaluates without training)')
+    for option, name, low, low_ok, high, high_ok in NUMBER_RANGES:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f'{option} {value} is not a number; give a finite value')
+        if (value < low or (value == low and not low_ok)
+                or (high is not None and (value > high or (value == high and not high_ok)))):
+            fail(f'{option} {value:g} is impossible; give {_wanted(low, low_ok, high, high_ok)}')
+    if args.lr_scheduler == 'multisteps' and any(s < 1 for s in args.lr_steps):
+        fail('--lr_steps takes epochs of at least 1')
+    if args.scale_range is not None and not 0 < args.scale_range[0] <= args.scale_range[1]:
+        fail(f'--scale_range {args.scale_range[0]} {args.scale_range[1]} must be a positive '
+             f'range, the smaller side first')
+    if args.std is not None and any(v <= 0 for v in args.std):
+        fail('--std values must be above 0')
+    if args.start_epoch >= args.epochs and not args.resume and not args.evaluate:
+        fail(f'--start-epoch {args.start_epoch} leaves nothing to train with --epochs '
+             f'{args.epochs}; give a larger --epochs')
+
+
+def check_files(args: argparse.Namespace, entrypoint: str, fail) -> None:
+    """The files the command line names exist (before any data is generated or read). Only
+    those it gave (`given_options`): tools/export_weights.py fills the others from a
+    checkpoint's stored options, which may name files of another machine."""
+    given = getattr(args, 'given_options', None)
+    for option, name in (('--pretrained', 'pretrained'), ('--resume', 'resume'),
+                         ('--imagenet_weights', 'imagenet_weights'),
+                         ('--exclude_list', 'exclude_list')):
+        path = getattr(args, name)
+        if (entrypoint == 'test' and name == 'resume') or (given is not None and name not in given):
+            continue                          # (test.py ignores --resume; a note says so)
+        if path and not os.path.isfile(path):
+            what = 'is a folder, not a file' if os.path.isdir(path) else 'does not exist'
+            fail(f'{option} {path} {what}; check the path')

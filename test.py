@@ -12,13 +12,14 @@ import csv
 import os
 
 import numpy as np
-import torch
 
 from opts import arg_parser, validate_args
 from utils.distributed import add_launch_options, launch, wants_distribution
 from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
                           select_device, setup_process)
-from utils.run_log import RunLog
+from utils.errors import UserError, reading_user_files, run_main
+from utils.list_file import read_categories
+from utils.run_log import RunLog, make_folder
 from utils.video_dataset import build_dataset
 
 
@@ -33,7 +34,7 @@ def write_predictions(path: str, dataset, result: dict, class_names: list[str]) 
     scores, index = result['scores'], result['index']
     k = min(5, scores.shape[1])
     top = np.argsort(-scores, axis=1)[:, :k]
-    with open(path, 'w', newline='') as f:
+    with open(path, 'w', newline='', encoding='utf-8') as f:
         w = csv.writer(f)
         w.writerow(['video', 'label'] + [f'top{i + 1}' for i in range(k)]
                    + [f'score{i + 1}' for i in range(k)])
@@ -56,6 +57,8 @@ def main(argv=None) -> dict | None:
     returns the result in the process that ran rank 0 (None where mp.spawn started it)."""
     args = test_parser().parse_args(argv)
     notes = validate_args(args, 'test')
+    if not args.pretrained:                  # before any data is generated or read
+        raise UserError('test.py needs --pretrained CHECKPOINT, the weights to evaluate')
     if wants_distribution(args):
         return launch(test_worker, args, notes, global_batch=False)
     return test_worker(args, Runtime(device=select_device(args)), notes)
@@ -63,6 +66,8 @@ def main(argv=None) -> dict | None:
 
 def test_worker(args, runtime: Runtime, notes) -> dict | None:
     setup_process(args, runtime.device)
+    if runtime.is_main:
+        make_folder(args.logdir)             # a --logdir in the way stops before any data work
     prepare_data(args, runtime)
     model, arch, report = load_for_eval(args, runtime)
     folder = os.path.join(args.logdir, run_name(args, arch))
@@ -73,8 +78,9 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
     if runtime.distributed:
         log.info(f'distributed evaluation: {runtime.world_size} processes, each video once')
 
-    dataset = build_dataset(args, args.eval_split, train=False, num_clips=args.num_clips,
-                            num_crops=args.num_crops)
+    with reading_user_files():
+        dataset = build_dataset(args, args.eval_split, train=False, num_clips=args.num_clips,
+                                num_crops=args.num_crops)
     views = args.num_clips * args.num_crops
     # -b bounds the views in one forward pass (per process); a loader batch holds whole videos.
     loader = make_loader(dataset, args, runtime, train=False,
@@ -91,7 +97,7 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
     tag = f'{args.eval_split}_{args.num_clips}clips_{args.num_crops}crops'
     np.save(os.path.join(folder, f'{tag}_scores.npy'), result['scores'])
     label_file = os.path.join(args.datadir, 'categories.txt')
-    names = open(label_file).read().split() if os.path.isfile(label_file) else []
+    names = read_categories(label_file) if os.path.isfile(label_file) else []
     csv_path = os.path.join(folder, f'{tag}_predictions.csv')
     write_predictions(csv_path, dataset, result, names)
 
@@ -111,4 +117,4 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -5,6 +5,7 @@ import torch
 
 from opts import arg_parser, validate_args
 from utils.engine import Runtime, build, describe_model, fit, num_classes_of, select_device
+from utils.errors import run_main
 
 
 def show_model(args) -> None:
@@ -27,4 +28,4 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -17,6 +17,7 @@ divide); -j is the number of loader workers per node, split across its processes
 from opts import arg_parser, validate_args
 from utils.distributed import add_launch_options, launch
 from utils.engine import fit
+from utils.errors import run_main
 
 
 def dist_parser():
@@ -34,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -59,6 +59,29 @@ def flow_dataset(tmp_path):
     return write_dataset(tmp_path / 'flow', lambda f, n, i: write_flow_video(f, n), 9)
 
 
+def encode_moving_square(path: str, codec: str, frames: int, direction: int, seed: int,
+                         h: int = 48, w: int = 64, side: int = 12) -> None:
+    """A video file: a bright square crossing a dark textured frame left-to-right (+1) or
+    right-to-left (-1), encoded with PyAV."""
+    import av
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    top = int(rng.integers(0, h - side))
+    with av.open(path, 'w') as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
+        for k in range(frames):
+            x = int((w - side) * k / (frames - 1))
+            x = x if direction > 0 else w - side - x
+            img = background.copy()
+            img[top:top + side, x:x + side] = 230
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread: tiny convs run far faster so than with idle OpenMP threads on a

@@ -6,7 +6,9 @@ import torch
 
 from opts import arg_parser, validate_args
 from utils.dataset_config import DATASET_CONFIG, get_dataset_config
-from utils.video_dataset import ListFileError, build_dataset, parse_list_file
+from utils.errors import UserError
+from utils.video_dataset import (ListFileError, build_dataset, parse_list_file,
+                                 read_exclusion_list)
 
 
 def args_for(datadir, *extra):
@@ -17,11 +19,34 @@ def args_for(datadir, *extra):
     return args
 
 
-def test_dataset_table():
-    assert DATASET_CONFIG['st2stv2']['num_classes'] == 174
-    assert DATASET_CONFIG['mini_st2stv2']['num_classes'] == 87
-    assert DATASET_CONFIG['kinetics400']['num_classes'] == 400
-    assert DATASET_CONFIG['moments']['num_classes'] == 339
+# The original code's table (IBM/action-recognition-pytorch utils/dataset_config.py):
+# (num_classes, train, val, test list names, separator, filter_video = min frames).
+ORIGINAL = {
+    'st2stv2': (174, 'train.txt', 'val.txt', 'test.txt', ' ', 3),
+    'mini_st2stv2': (87, 'mini_train.txt', 'mini_val.txt', 'mini_test.txt', ' ', 3),
+    'kinetics400': (400, 'train.txt', 'val.txt', 'test.txt', ';', 30),
+    'mini_kinetics400': (200, 'mini_train.txt', 'mini_val.txt', 'mini_test.txt', ';', 30),
+    'moments': (339, 'train.txt', 'val.txt', None, ' ', 0),
+    'mini_moments': (200, 'mini_train.txt', 'mini_val.txt', None, ' ', 0),
+}
+ORIGINAL_CONFIG = '/work/original/utils/dataset_config.py'
+
+
+def test_dataset_table_is_the_originals():
+    if os.path.isfile(ORIGINAL_CONFIG):            # the checkout, where there is one
+        import runpy
+        table = runpy.run_path(ORIGINAL_CONFIG)['DATASET_CONFIG']
+        assert {name: (d['num_classes'], d['train_list_name'], d['val_list_name'],
+                       d.get('test_list_name'), d['filename_seperator'], d['filter_video'])
+                for name, d in table.items()} == ORIGINAL
+    for name, (classes, train, val, test, sep, min_frames) in ORIGINAL.items():
+        cfg = get_dataset_config(name)
+        assert (cfg['num_classes'], cfg['train_list'], cfg['val_list'], cfg['sep'],
+                cfg['min_frames']) == (classes, train, val, sep, min_frames), name
+        assert cfg['test_list'] == (test or f'{train.removesuffix("train.txt")}test.txt')
+    # This project's own entries.
+    assert get_dataset_config('st2stv1')['num_classes'] == 174
+    assert get_dataset_config('synthetic')['num_classes'] is None
     assert not DATASET_CONFIG['st2stv2']['flip'] and DATASET_CONFIG['kinetics400']['flip']
     assert not DATASET_CONFIG['synthetic']['flip']
     with pytest.raises(KeyError, match='unknown dataset'):
@@ -29,33 +54,49 @@ def test_dataset_table():
 
 
 def test_parse_list_file(tmp_path):
+    # The full format is tested in tests/test_list_file.py; this is the dataset's entry.
     f = tmp_path / 'l.txt'
-    f.write_text('a/b 1 30 3\n\nc 5 9 0\n')
+    f.write_text('a/b 1 30 3\n\nmy clip 5 9 0\n')
     recs = parse_list_file(str(f), num_classes=4)
     assert [(r.path, r.start, r.end, r.label, r.num_frames) for r in recs] == [
-        ('a/b', 1, 30, 3, 30), ('c', 5, 9, 0, 5)]
+        ('a/b', 1, 30, 3, 30), ('my clip', 5, 9, 0, 5)]
     f.write_text('a 1 30\nb 1 10\n')
     assert [r.label for r in parse_list_file(str(f))] == [-1, -1]
-
-
-@pytest.mark.parametrize('content,msg', [
-    ('a 1 30 0\nb 1\n', ':2: expected'),
-    ('a 1 x 0\n', ':1: start, end and label must be integers'),
-    ('a 1 30 0\nb 1 30\n', ':2: some lines have a label'),
-    ('a 30 1 0\n', ':1: frame range'),
-    ('a 1 30 7\n', ':1: label 7 is outside 0..3'),
-])
-def test_list_file_errors_name_file_and_line(tmp_path, content, msg):
-    f = tmp_path / 'bad.txt'
-    f.write_text(content)
-    with pytest.raises(ListFileError, match=msg) as e:
-        parse_list_file(str(f), num_classes=4)
-    assert str(f) in str(e.value)
-
-
-def test_missing_list_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match='list file not found'):
+    with pytest.raises(ListFileError, match=':1: no label'):
+        parse_list_file(str(f), labelled=True)
+    with pytest.raises(UserError, match='list file not found'):
         parse_list_file(str(tmp_path / 'none.txt'))
+
+
+def test_splits_read_the_datasets_list_names_and_separator(frame_dataset, tmp_path):
+    """kinetics400 reads `;` lists (paths with spaces); the mini datasets read mini_*.txt;
+    train and val lists must have labels, a test list may have none; Moments keeps every
+    video (min 0) where kinetics400 drops those under 30 frames."""
+    os.rename(os.path.join(frame_dataset, 'videos', 'v0'),
+              os.path.join(frame_dataset, 'videos', 'air drumming 1'))
+    lines = [f'videos/v{i};1;{10 + i};{i % 2}' for i in range(1, 6)]
+    with open(os.path.join(frame_dataset, 'train.txt'), 'w') as f:
+        f.write('videos/air drumming 1;1;10;0\n' + '\n'.join(lines) + '\n')
+    args = args_for(frame_dataset, '--dataset', 'kinetics400')
+    args.num_classes = 2
+    with pytest.raises(ListFileError, match='no video left .*shorter than 30'):
+        build_dataset(args, 'train', train=True)
+    with open(os.path.join(frame_dataset, 'mini_train.txt'), 'w') as f:
+        f.write('videos/air drumming 1 1 10 0\nvideos/v1 1 11 1\n')
+    args = args_for(frame_dataset, '--dataset', 'mini_moments')
+    args.num_classes = 2
+    ds = build_dataset(args, 'train', train=True)
+    assert [r.path for r in ds.records] == ['videos/air drumming 1', 'videos/v1']
+    assert ds[0]['clip'].shape == (3, 4, 16, 16)
+    with open(os.path.join(frame_dataset, 'mini_val.txt'), 'w') as f:
+        f.write('videos/v1 1 11\n')
+    with pytest.raises(ListFileError, match='mini_val.txt:1: no label'):
+        build_dataset(args, 'val', train=False)
+    with open(os.path.join(frame_dataset, 'mini_test.txt'), 'w') as f:
+        f.write('videos/v1 1 11\nvideos/air drumming 1 1 10\n')
+    ds = build_dataset(args, 'test', train=False)
+    assert [(r.path, r.label) for r in ds.records] == [('videos/v1', -1),
+                                                       ('videos/air drumming 1', -1)]
 
 
 def test_train_sample_deterministic_per_epoch_and_index(frame_dataset):
@@ -190,9 +231,8 @@ def test_flipped_flow_views_negate_x(flow_dataset, monkeypatch):
 def test_exclude_list_leaves_videos_out(frame_dataset, tmp_path):
     bad = tmp_path / 'bad.txt'
     # the format of tools/check_dataset.py's bad-entries file, a comment, a plain path
-    bad.write_text('videos/v1 1 11 1\tmissing: no folder\n# note\n\tvideos/v4\n')
+    bad.write_text('videos/v1 1 11 1\tmissing: no folder\n# note\nvideos/v4\n')
     ds = build_dataset(args_for(frame_dataset, '--exclude_list', str(bad)), 'train', train=True)
     assert [r.path for r in ds.records] == ['videos/v0', 'videos/v2', 'videos/v3', 'videos/v5']
-    with pytest.raises(FileNotFoundError, match='exclusion list not found'):
-        build_dataset(args_for(frame_dataset, '--exclude_list', str(tmp_path / 'no.txt')),
-                      'train', train=True)
+    with pytest.raises(UserError, match='exclusion list not found'):
+        read_exclusion_list(str(tmp_path / 'no.txt'))

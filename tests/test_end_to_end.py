@@ -171,3 +171,34 @@ def test_test_py_refuses_an_rgb_checkpoint_for_flow(flow_dataset, tiny_synthetic
         test_entry.main(flow + ['--pretrained', ckpt])
     started = train_entry.main(flow + ['--pretrained', ckpt, '--epochs', '1'])
     assert np.isfinite(started['loss'])
+
+
+def test_the_first_epoch_writes_model_best_even_at_top1_zero(tiny_synthetic, tmp_path,
+                                                             monkeypatch):
+    """test.py's README command reads model_best.pth.tar: a first run must write it even when
+    validation top-1 stays 0; later epochs only when top-1 improves."""
+    import utils.engine as engine
+    zero = dict(loss=1.0, top1=0.0, top5=0.0, count=4, bad=0)
+    monkeypatch.setattr(engine, 'evaluate', lambda *a, **k: dict(zero))
+    run = train_entry.main(common(tiny_synthetic, str(tmp_path)) + ['--epochs', '2'])
+    best = os.path.join(run['folder'], 'model_best.pth.tar')
+    assert torch.load(best, weights_only=False)['epoch'] == 1       # not rewritten at epoch 2
+    assert torch.load(os.path.join(run['folder'], 'checkpoint.pth.tar'),
+                      weights_only=False)['epoch'] == 2
+
+
+def test_a_mistyped_synthetic_datadir_is_an_error_and_creates_nothing(tmp_path):
+    typo = str(tmp_path / 'data' / 'mnie')
+    with pytest.raises(SystemExit, match=f'--datadir {typo} does not exist; .*--make_synthetic'):
+        train_entry.main(common(typo, str(tmp_path / 'logs')) + ['--epochs', '1'])
+    assert not os.path.exists(typo) and not os.path.exists(tmp_path / 'logs' / 'synthetic-rgb')
+
+
+def test_resume_of_another_model_names_the_options_that_differ(tiny_synthetic, tmp_path):
+    run = train_entry.main(common(tiny_synthetic, str(tmp_path)) + ['--epochs', '1'])
+    ckpt = os.path.join(run['folder'], 'checkpoint.pth.tar')
+    other = common(tiny_synthetic, str(tmp_path / 'b'))
+    other[other.index('TAM')] = 'TSM'
+    with pytest.raises(SystemExit, match=r'holds another model than this run: '
+                                         r'--temporal_module_name TAM \(this run: TSM\)'):
+        train_entry.main(other + ['--epochs', '2', '--resume', ckpt])

@@ -1,6 +1,7 @@
 """The engine's rules that decide a checkpoint's numbers: how views are fused, the default
 input statistics, and each --lr_scheduler's learning rate per epoch, against the original
-study's code (IBM/action-recognition-pytorch test.py, models/*, train.py)."""
+study's code (IBM/action-recognition-pytorch test.py, models/*, train.py); and how a run ends
+(utils.errors.run_main, the log, a full disk, where synthetic data may be generated)."""
 import math
 
 import numpy as np
@@ -191,3 +192,122 @@ def test_plateau_schedule():
     expected = plateau_reference(0.01, losses)
     assert got == pytest.approx(expected, rel=1e-9)
     assert len(set(expected)) == 4                   # three decays happen within the run
+
+
+# ----------------------------------------------------------------------------- how a run ends
+
+def ends(fn, capsys):
+    """(exit status, stderr lines) of run_main(fn)."""
+    from utils.errors import run_main
+    with pytest.raises(SystemExit) as e:
+        run_main(fn)
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def raiser(exc):
+    def fn():
+        raise exc
+    return fn
+
+
+def test_run_main_user_errors_are_one_line(capsys):
+    from utils.errors import UserError
+    assert ends(raiser(UserError('x is wrong, --x; do y')), capsys) == (
+        1, ['error: x is wrong, --x; do y'])
+    assert ends(raiser(SystemExit('error: old style')), capsys) == (1, ['error: old style'])
+    assert ends(raiser(SystemExit(3)), capsys) == (3, [])
+    from utils.errors import run_main
+    assert run_main(lambda: 5) is None                     # a normal return ends nothing
+
+
+def test_run_main_ctrl_c_says_what_to_resume(capsys, monkeypatch):
+    import utils.errors as errors
+    monkeypatch.setattr(errors, '_resume_hint', None)
+    assert ends(raiser(KeyboardInterrupt()), capsys) == (
+        130, ['interrupted before the first checkpoint was written; nothing to resume'])
+    errors.set_resume_checkpoint('logs/run/checkpoint.pth.tar')
+    assert ends(raiser(KeyboardInterrupt()), capsys) == (
+        130, ['interrupted; resume with --resume logs/run/checkpoint.pth.tar'])
+
+
+def test_run_main_full_disk_and_bugs(capsys):
+    import errno
+    full = OSError(errno.ENOSPC, 'No space left on device', 'logs/x/scores.npy')
+    code, err = ends(raiser(full), capsys)
+    assert code == 1 and err == ['error: the disk is full writing logs/x/scores.npy; free some '
+                                 'space or choose another --logdir']
+    code, err = ends(raiser(ValueError('oops')), capsys)
+    assert code == 1 and err[0] == 'Traceback (most recent call last):'
+    assert 'ValueError: oops' in err and err[-1] == (
+        'error: unexpected ValueError (a bug; please report it with the traceback above)')
+    code, err = ends(raiser(PermissionError(13, 'Permission denied')), capsys)
+    assert code == 1 and err[-1].startswith('error: unexpected PermissionError (a bug')
+
+
+def test_the_ending_error_and_the_warnings_reach_log_txt(tmp_path, capsys):
+    import logging
+    from utils.errors import UserError
+    log = RunLog(str(tmp_path / 'run'), tensorboard=False)
+
+    def fails():
+        logging.getLogger('utils.video_dataset').warning('replacing unreadable training '
+                                                         'video: videos/v3/00001.jpg: bad')
+        raise UserError('it went wrong, --x; fix it')
+    code, err = ends(fails, capsys)
+    text = open(tmp_path / 'run' / 'log.txt').read().splitlines()
+    assert code == 1 and err[-1] == 'error: it went wrong, --x; fix it'
+    assert 'warning: replacing unreadable training video: videos/v3/00001.jpg: bad' in err
+    assert text[-2].endswith('warning: replacing unreadable training video: '
+                             'videos/v3/00001.jpg: bad')
+    assert text[-1].endswith('error: it went wrong, --x; fix it')
+    log.close()
+    logging.getLogger('utils.video_dataset').warning('after close')   # not in the closed log
+    assert 'after close' not in open(tmp_path / 'run' / 'log.txt').read()
+
+
+def test_a_run_folder_that_cannot_be_created_names_the_option(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(SystemExit, match=r'cannot create the run folder .*file/run \(.*file is '
+                                         r'a file, not a folder\), --logdir'):
+        RunLog(str(tmp_path / 'file' / 'run'))
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_no_temporary(tmp_path, monkeypatch):
+    import errno
+    import os
+    from utils.checkpoint import atomic_save
+    path = str(tmp_path / 'checkpoint.pth.tar')
+    atomic_save({'epoch': 1}, path)
+    before = open(path, 'rb').read()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', full)
+    with pytest.raises(SystemExit, match=f'the disk is full writing {path}; the previous '
+                                         f'checkpoint.pth.tar is intact'):
+        atomic_save({'epoch': 2}, path)
+    assert open(path, 'rb').read() == before and os.listdir(tmp_path) == ['checkpoint.pth.tar']
+    with pytest.raises(SystemExit, match='nothing was written'):
+        atomic_save({'epoch': 2}, str(tmp_path / 'model_best.pth.tar'))
+
+
+def test_synthetic_data_is_generated_only_where_asked_for(tmp_path, monkeypatch):
+    import os
+    import tools.make_synthetic_dataset as synthetic
+    from utils.engine import may_generate_synthetic, prepare_data
+    assert may_generate_synthetic(parse())                           # the default datadir
+    assert may_generate_synthetic(parse('--datadir', './data/synthetic_flow'))
+    assert not may_generate_synthetic(parse('--datadir', 'data/mnie'))
+    assert may_generate_synthetic(parse('--datadir', 'data/mnie', '--make_synthetic'))
+    made = []
+    monkeypatch.setattr(synthetic, 'ensure_synthetic_dataset', lambda root, **kw: made.append(
+        synthetic.generate(root, seed=0, videos_per_class=1, val_per_class=1, height=16,
+                           width=16, min_frames=8, max_frames=8, classes=2, progress=False)))
+    target = str(tmp_path / 'elsewhere')
+    with pytest.raises(SystemExit, match='does not exist; check the path, or pass '
+                                         '--make_synthetic'):
+        prepare_data(parse('--datadir', target))
+    assert not made and not os.path.exists(target)
+    args = parse('--datadir', target, '--make_synthetic')
+    prepare_data(args)
+    assert len(made) == 1 and args.num_classes == 2

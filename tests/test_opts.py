@@ -1,6 +1,6 @@
 import pytest
 
-from opts import arg_parser, validate_args
+from opts import arg_parser, usable_cpus, validate_args
 
 ORIGINAL_OPTIONS = [
     '--backbone_net', '--depth', '--dropout', '--groups', '--frames_per_group',
@@ -30,7 +30,7 @@ def test_original_command_line_parses():
         '--frames_per_group 1 --temporal_module_name TAM --blending_frames 3 -b 72 --lr 0.01 '
         '--lr_scheduler cosine --epochs 50 -j 12 --dropout 0.5 --threed_data'.split())
     notes = validate_args(args)
-    assert args.depth == 50 and args.batch_size == 72 and args.workers == 12
+    assert args.depth == 50 and args.batch_size == 72 and args.workers == min(12, usable_cpus())
     assert any('--threed_data is ignored' in n for n in notes)
 
 
@@ -136,3 +136,73 @@ def test_view_fusion_defaults_to_the_originals_logits():
 def test_fractional_lr_steps_are_an_error(argv):
     with pytest.raises(SystemExit, match='whole numbers of epochs'):
         validate_args(arg_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize('argv,msg', [
+    (['--lr', '-1'], '--lr -1 is impossible; give a value above 0'),
+    (['--lr', '0'], '--lr 0 is impossible'),
+    (['--lr', 'inf'], '--lr inf is not a number'),
+    (['-j', '-1'], '-j/--workers -1 is impossible; give 0 or more'),
+    (['--epochs', '-1'], '--epochs -1 is impossible'),
+    (['--epochs', '0'], '--epochs 0 trains nothing'),
+    (['-b', '0'], '-b/--batch-size 0 is impossible'),
+    (['--dropout', '1.5'], '--dropout 1.5 is impossible; give 0 or more and below 1'),
+    (['--dropout', '1'], '--dropout 1 is impossible'),
+    (['--momentum', '1.5'], '--momentum 1.5 is impossible'),
+    (['--weight-decay=-1e-4'], '--weight-decay -0.0001 is impossible'),
+    (['--max_bad_ratio', '-0.1'], '--max_bad_ratio -0.1 is impossible'),
+    (['--seed', '-3'], '--seed -3 is impossible'),
+    (['--clip_gradient', '0'], '--clip_gradient 0 is impossible'),
+    (['--std', '0.2', '0', '0.2'], '--std values must be above 0'),
+    (['--scale_range', '320', '256'], '--scale_range 320 256'),
+    (['--start-epoch', '4', '--epochs', '4'], '--start-epoch 4 leaves nothing to train'),
+    (['--resume', '/no/such.pth'], '--resume /no/such.pth does not exist'),
+    (['--exclude_list', '/'], '--exclude_list / is a folder, not a file'),
+])
+def test_impossible_numbers_and_missing_files_are_one_line_errors(argv, msg):
+    with pytest.raises(SystemExit) as e:
+        validate_args(arg_parser().parse_args(argv))
+    assert str(e.value).startswith('error: ') and msg in str(e.value)
+    assert '\n' not in str(e.value)
+
+
+def test_the_boundaries_themselves_are_valid():
+    validate_args(arg_parser().parse_args(['--momentum', '1', '--dropout', '0', '-j', '0',
+                                           '--max_bad_ratio', '0', '--weight-decay', '0',
+                                           '--epochs', '1']))
+
+
+def test_only_files_the_command_line_gave_are_checked():
+    args = arg_parser().parse_args(['--pretrained', __file__, '--resume', '/no/such.pth'])
+    assert any('--resume is ignored by test.py' in n for n in validate_args(args, 'test'))
+    parser = arg_parser()                    # as tools/export_weights.py: a stored option
+    parser.set_defaults(exclude_list='/other/machine/bad.txt')
+    validate_args(parser.parse_args([]), 'test')
+
+
+def test_workers_beyond_the_cpus_are_capped_with_a_note_unless_insisted(monkeypatch):
+    import opts
+    monkeypatch.setattr(opts, 'usable_cpus', lambda: 2)
+    args = arg_parser().parse_args(['-j', '36'])
+    notes = validate_args(args)
+    assert args.workers == 2
+    assert '-j 36 is more than the 2 CPUs this process may use: starting 2 workers ' \
+           '(--no_worker_cap starts 36)' in notes
+    args = arg_parser().parse_args(['-j', '36', '--no_worker_cap'])
+    assert not any('-j' in n for n in validate_args(args)) and args.workers == 36
+    args = arg_parser().parse_args(['-j', '2'])
+    assert not any('-j' in n for n in validate_args(args)) and args.workers == 2
+
+
+def test_usable_cpus_is_the_affinity_of_this_process():
+    import os
+    assert usable_cpus() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_command_line_syntax_errors_are_one_line_with_status_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        arg_parser().parse_args(['--learning_rate', '0.1'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: unrecognized arguments: '
+                                                     '--learning_rate 0.1') and '--help' in err

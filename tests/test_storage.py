@@ -1,6 +1,9 @@
 """LMDB storage: built by tools/build_lmdb.py, read equal to the frame folders."""
+import functools
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +11,9 @@ import torch
 
 from opts import arg_parser, validate_args
 from tools.build_lmdb import build_split
-from utils.storage import (FolderStorage, FrameReadError, LMDBStorage, decode_video_record,
-                           encode_video_record)
+from utils.list_file import write_list
+from utils.storage import (DamagedDatabaseError, FolderStorage, FrameReadError, LMDBStorage,
+                           decode_video_record, encode_video_record, lmdb_key)
 from utils.video_dataset import build_dataset
 
 pytest.importorskip('lmdb')
@@ -95,6 +99,68 @@ def test_use_lmdb_missing_database_or_keys_is_clear(frame_dataset):
         build_dataset(_args(frame_dataset, '--use_lmdb'), 'val', train=False)
 
 
+def test_any_name_is_a_key(frame_dataset):
+    """Spaces, quotes, non-ASCII, and a path past LMDB's 511-byte key limit (a digest key)."""
+    names = ["videos/my clip (1) 'x', ü", 'videos/' + '/'.join(['ü' * 100] * 3)]
+    for i, name in enumerate(names):
+        os.makedirs(os.path.dirname(os.path.join(frame_dataset, name)), exist_ok=True)
+        os.rename(os.path.join(frame_dataset, 'videos', f'v{i}'),
+                  os.path.join(frame_dataset, name))
+    lst = os.path.join(frame_dataset, 'names.txt')
+    write_list(lst, [(name, 1, 10 + i, 0) for i, name in enumerate(names)])
+    s = build_split(frame_dataset, lst, os.path.join(frame_dataset, 'names.lmdb'), quiet=True)
+    assert s['written'] == 2 and s['failed'] == 0
+    db = LMDBStorage(os.path.join(frame_dataset, 'names.lmdb'))
+    for name in names:
+        np.testing.assert_array_equal(db.read(name, [1, 3]),
+                                      FolderStorage(frame_dataset).read(name, [1, 3]))
+    assert db.missing_keys(names + ['videos/v2']) == ['videos/v2']
+    db.close()
+    assert len(lmdb_key(names[1])) < 511 < len(names[1].encode())
+
+
+def _cut_database(datadir, split='train'):
+    _build(datadir, split)
+    data = os.path.join(datadir, f'{split}.lmdb', 'data.mdb')
+    with open(data, 'r+b') as f:
+        f.truncate(os.path.getsize(data) // 2)
+    return os.path.join(datadir, f'{split}.lmdb')
+
+
+def _one_error_line(proc, *named):
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)     # not SIGBUS (135 / -7)
+    lines = proc.stderr.strip().split('\n')
+    assert 'Traceback' not in proc.stderr and len(lines) == 1, proc.stderr
+    assert lines[0].startswith('error: ') and all(n in lines[0] for n in named), lines[0]
+
+
+def test_damaged_database_is_one_line_not_a_signal(frame_dataset):
+    db = _cut_database(frame_dataset)
+    with pytest.raises(DamagedDatabaseError, match='header says'):
+        LMDBStorage(db)
+    with pytest.raises(DamagedDatabaseError, match='rebuild it: rm -r .*train.lmdb && python3 '
+                                                   'tools/build_lmdb.py --root .* --split train'):
+        _build(frame_dataset)                    # resuming a build over it: also refused
+    for size in (1000, 0):                       # less than its two meta pages: even opening
+        with open(os.path.join(db, 'data.mdb'), 'r+b') as f:   # it would be a SIGBUS
+            f.truncate(size)
+        with pytest.raises(DamagedDatabaseError, match='not an LMDB file or cut short'):
+            LMDBStorage(db)
+    _cut_database(frame_dataset, 'val')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env,
+                            timeout=120, cwd=root)
+    _one_error_line(run([sys.executable, 'tools/check_dataset.py', '--root', frame_dataset,
+                         '--split', 'val', '--use_lmdb', '-q']), 'val.lmdb', 'build_lmdb.py')
+    _one_error_line(run([sys.executable, 'train.py', '--datadir', frame_dataset, '--use_lmdb',
+                         '--input_size', '16', '--groups', '4', '-b', '2', '-j', '2',
+                         '--epochs', '1', '--backbone_net', 'resnet', '-d', '18',
+                         '--no_imagenet_pretrained', '--logdir',
+                         os.path.join(frame_dataset, 'logs')]),
+                    '.lmdb: damaged LMDB database', 'build_lmdb.py')
+
+
 def test_missing_key_is_replaced_in_training(frame_dataset):
     lst = os.path.join(frame_dataset, 'part.txt')
     with open(os.path.join(frame_dataset, 'train.txt')) as f:
@@ -115,7 +181,7 @@ def test_lmdb_flow_reads_equal_folders(flow_dataset):
     from tools.check_dataset import check_split
     c = check_split(os.path.join(flow_dataset, 'train.txt'), flow_dataset, tmpl='{:05d}_{}.jpg',
                     quiet=True)
-    assert c['bad'] == 1 and c['missing frames'] == 1 and 'videos/v3' in c['bad_entries'][0][0]
+    assert c['bad'] == 1 and c['missing frames'] == 1 and c['bad_entries'][0][0].path == 'videos/v3'
     names = ['00002_x.jpg', '00002_y.jpg', '00009_x.jpg']
     db = LMDBStorage(os.path.join(flow_dataset, 'train.lmdb'))
     grey = db.read_files('videos/v0', names, gray=True)

@@ -13,14 +13,18 @@ from utils.video_dataset import read_exclusion_list
 av = pytest.importorskip('av')
 
 
-def encode_video(path, codec, frames, w, h, fps=10):
-    """A small video whose frame k has brightness growing with k."""
+def encode_video(path, codec, frames, w, h, fps=10, noise=0):
+    """A small video whose frame k has brightness growing with k (plus random noise of this
+    amplitude: frames that do not compress to nothing)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(0)
     with av.open(path, 'w') as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
         for k in range(frames):
-            img = np.full((h, w, 3), 20 + 10 * k, np.uint8)
+            img = np.full((h, w, 3), (20 + 10 * k) % 200, np.uint8)
+            if noise:
+                img += rng.integers(0, noise, img.shape, np.uint8)
             for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
                 c.mux(packet)
         for packet in s.encode():
@@ -90,8 +94,12 @@ def test_annotation_formats(tmp_path):
     out = str(tmp_path / 'k')
     s = annotations.make_list('kinetics400', fr, out, 'train', ann=str(k))
     assert (s['written'], s['missing'], s['classes']) == (2, 1, 2)
+    # kinetics400 lists are `;`-separated, as the original's (its paths may hold spaces).
     assert open(os.path.join(out, 'train.txt')).read() == \
-        'train/abseiling/AAA_000010_000020 1 5 0\ntrain/zumba/BBB_000000_000010 1 6 1\n'
+        'train/abseiling/AAA_000010_000020;1;5;0\ntrain/zumba/BBB_000000_000010;1;6;1\n'
+    s = annotations.make_list('kinetics400', fr, out, 'train', ann=str(k),
+                              dataset='mini_kinetics400')
+    assert s['list'] == os.path.join(out, 'mini_train.txt')
     # Something-Something v2: JSON + labels JSON; test JSON without labels.
     _frames(fr, '101', 4)
     _frames(fr, '102', 3)
@@ -110,7 +118,7 @@ def test_annotation_formats(tmp_path):
     te = tmp_path / 'ssv2_test.json'
     te.write_text(json.dumps([{'id': '102'}]))
     annotations.make_list('ssv2', fr, out, 'test', ann=str(te), classes_file=str(labels))
-    assert open(os.path.join(out, 'test.txt')).read() == '102 1 3\n'
+    assert open(os.path.join(out, 'test.txt')).read() == '102 1 3 -1\n'     # -1: no label
     # Something-Something v1: `id;label` + one name a line.
     v1 = tmp_path / 'v1.csv'
     v1.write_text('101;Holding something\n102;Pushing something from left to right\n')
@@ -150,8 +158,9 @@ def test_check_dataset_finds_each_fault(frame_dataset, tmp_path, use_lmdb):
     assert s['videos'] == 8
     assert s['unreadable frame'] == 1 and s['missing frames'] == 1 and s['missing video'] >= 1
     assert s['missing video'] + s['empty folder'] == 2
-    assert read_exclusion_list(bad) == {'videos/v1', 'videos/v2', 'videos/v6',
-                                                  'videos/gone'}
+    excluded = read_exclusion_list(bad)
+    assert {'videos/v1', 'videos/v2', 'videos/v6', 'videos/gone'} <= excluded
+    assert not excluded & {'videos/v0', 'videos/v3', 'videos/v4', 'videos/v5'}
     if not use_lmdb:
         assert s['empty folder'] == 1
     # The CLI: exit status 1, a cleaned list.
@@ -160,6 +169,38 @@ def test_check_dataset_finds_each_fault(frame_dataset, tmp_path, use_lmdb):
     clean = open(os.path.join(frame_dataset, 'train.clean.txt')).read().split('\n')
     assert [line.split()[0] for line in clean if line] == ['videos/v0', 'videos/v3',
                                                              'videos/v4', 'videos/v5']
+
+
+def test_extract_frames_reports_a_video_cut_short(tmp_path):
+    """A video cut mid-file decodes without an error to fewer frames than its header gives:
+    reported as truncated (summary and report, with the path), its frames kept."""
+    root = tmp_path / 'raw'
+    encode_video(str(root / 'jump' / 'whole clip.avi'), 'mpeg4', 40, 64, 48)
+    cut = root / 'jump' / 'cut clip (1).avi'
+    encode_video(str(cut), 'mpeg4', 40, 64, 48, noise=50)
+    with open(cut, 'r+b') as f:
+        f.truncate(os.path.getsize(cut) // 2)
+    out = str(tmp_path / 'frames')
+    s = extract_frames.extract_all(str(root), out, short_side=0, quiet=True)
+    assert (s['ok'], s['warn'], s['fail']) == (1, 1, 0)
+    report = open(s['report']).read().split('\n')
+    assert report[0].startswith('#') and report[0].endswith('1 truncated, 0 failed')
+    line = next(r for r in report if r.startswith('jump/cut clip (1).avi\t'))
+    kept = annotations.count_frames(os.path.join(out, 'jump', 'cut clip (1)'))
+    assert line.split('\t')[1] == 'WARNING' and f'ended after {kept} of the 40 frames' in line
+    assert 0 < kept < 38
+    assert annotations.count_frames(os.path.join(out, 'jump', 'whole clip')) == 40
+    # The report can be given back as the list of videos to redo.
+    assert extract_frames.main(['--videos', str(root), '--out', out, '-q', '--overwrite',
+                                '--video_list', s['report']]) == 0
+    assert '0 extracted, 0 already done, 1 truncated' in open(s['report']).read()
+    # A resumed run (nothing to redo) still reports it.
+    s = extract_frames.extract_all(str(root), out, short_side=0, quiet=True)
+    assert (s['skip'], s['warn']) == (1, 1) and 'jump/cut clip (1).avi\tWARNING' in \
+        open(s['report']).read()
+    # The tolerance: a header count off by a frame or two is no truncation.
+    assert not extract_frames.ended_early(98, 100) and extract_frames.ended_early(97, 100)
+    assert not extract_frames.ended_early(5, 0)                   # no count in the header
 
 
 def test_cli_help():

@@ -8,30 +8,10 @@ import pytest
 
 import test as test_entry
 import train as train_entry
+from conftest import encode_moving_square
 from tools import annotations, build_lmdb, check_dataset, extract_frames
 
 av = pytest.importorskip('av')
-
-
-def encode_moving_square(path: str, codec: str, frames: int, direction: int, seed: int) -> None:
-    """A bright square crossing a dark textured frame left-to-right (+1) or right-to-left (-1)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    h, w, side = 48, 64, 12
-    background = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-    top = int(rng.integers(0, h - side))
-    with av.open(path, 'w') as c:
-        s = c.add_stream(codec, rate=10)
-        s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
-        for k in range(frames):
-            x = int((w - side) * k / (frames - 1))
-            x = x if direction > 0 else w - side - x
-            img = background.copy()
-            img[top:top + side, x:x + side] = 230
-            for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """Write list files (`path start end label`) from dataset annotations and extracted frames.
 
+The lists are named and separated as the --dataset they are for (utils/dataset_config.py;
+default: kinetics400, st2stv2, st2stv1, moments or synthetic after the format): e.g.
+`train.txt` with spaces, `mini_train.txt`, or `path;start;end;label` for kinetics400. Lines
+are written by utils/list_file.py, so any file name is listed (`air drumming/my clip 1 1 90
+0`); the original code reads names with spaces only in ';' lists. A list without labels is
+written with label -1. categories.txt holds one class name a line.
+
 Formats (the first argument):
   kinetics400  CSV with columns label,youtube_id,time_start,time_end,split; a video is found
                as the frame folder named <youtube_id>_<start:06d>_<end:06d> (or <youtube_id>)
@@ -17,7 +24,7 @@ Formats (the first argument):
 
 Each listed video must have been extracted (tools/extract_frames.py) under --frames; its frame
 count comes from the extraction's .done marker or by counting the frames. Videos without frames
-are left out of the list and counted (written to <out>/<split>.missing.txt).
+are left out of the list and counted (written to <list>.missing.txt, `path<TAB>reason`).
 
 --from_videos (for --video_backend pyav, which decodes clips from the video files): no
 extraction and no --frames; videos are found under --videos the same way (by relative path
@@ -50,7 +57,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from utils.dataset_config import DATASET_CONFIG, get_dataset_config, list_name  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.list_file import (ListFileError, format_line, format_note,  # noqa: E402
+                             read_categories, write_categories, write_report)
+from utils.list_file import write_list as write_list_file  # noqa: E402
+
 FORMATS = ('kinetics400', 'ssv2', 'ssv1', 'moments', 'folders')
+# The dataset (utils/dataset_config.py) whose list names and separator a format writes.
+DEFAULT_DATASET = dict(kinetics400='kinetics400', ssv2='st2stv2', ssv1='st2stv1',
+                       moments='moments', folders='synthetic')
 
 
 # ----------------------------------------------------------------------------- classes
@@ -58,7 +74,7 @@ FORMATS = ('kinetics400', 'ssv2', 'ssv1', 'moments', 'folders')
 def read_classes(path: str) -> list:
     """Class names in index order from a labels file: JSON {name: index} or [names], lines
     `name`, `name,index` or `name;index`."""
-    with open(path) as f:
+    with open(path, encoding='utf-8-sig') as f:
         text = f.read()
     if path.endswith('.json'):
         data = json.loads(text)
@@ -87,7 +103,7 @@ def read_classes(path: str) -> list:
 
 def parse_kinetics400(ann: str, split: str | None) -> list:
     out = []
-    with open(ann, newline='') as f:
+    with open(ann, newline='', encoding='utf-8-sig') as f:
         for row in csv.DictReader(f):
             if split and row.get('split') and row['split'] != split and \
                     not (split == 'val' and row['split'] == 'validate'):
@@ -104,7 +120,7 @@ def ssv2_class(template: str) -> str:
 
 
 def parse_ssv2(ann: str, split: str | None) -> list:
-    with open(ann) as f:
+    with open(ann, encoding='utf-8-sig') as f:
         items = json.load(f)
     return [([str(it['id'])], ssv2_class(it['template']) if 'template' in it else None)
             for it in items]
@@ -112,7 +128,7 @@ def parse_ssv2(ann: str, split: str | None) -> list:
 
 def parse_ssv1(ann: str, split: str | None) -> list:
     out = []
-    with open(ann) as f:
+    with open(ann, encoding='utf-8-sig') as f:
         for line in f:
             line = line.strip()
             if not line:
@@ -124,7 +140,7 @@ def parse_ssv1(ann: str, split: str | None) -> list:
 
 def parse_moments(ann: str, split: str | None) -> list:
     out = []
-    with open(ann, newline='') as f:
+    with open(ann, newline='', encoding='utf-8-sig') as f:
         for row in csv.reader(f):
             if not row or not row[0].strip():
                 continue
@@ -150,7 +166,8 @@ def parse_folders(videos: str, split: str | None, split_folders: bool = False,
         name = rel if keep_ext else stem
         key = os.path.join(split, name) if split_folders else name
         if not split_folders and val_fraction > 0 and split in ('train', 'val'):
-            h = int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            digest = hashlib.sha1(stem.encode('utf-8', 'surrogateescape')).hexdigest()
+            h = int(digest[:8], 16) / 0xFFFFFFFF
             if (h < val_fraction) != (split == 'val'):
                 continue
         out.append(([key], parts[0]))
@@ -242,10 +259,10 @@ def count_videos(paths: list, count: str = 'demux', workers: int = 1, quiet: boo
 
 def write_list(entries: list, classes: list | None, frames_root: str, list_path: str,
                image_tmpl: str = '{:05d}.jpg', from_videos: bool = False, workers: int = 1,
-               count: str = 'demux', quiet: bool = True) -> dict:
-    """Write `path 1 N label` lines for entries that have frames; returns counts. With
-    from_videos, `frames_root` is the root of the video files, paths are video files and N
-    comes from the videos (count_videos)."""
+               count: str = 'demux', quiet: bool = True, sep: str = ' ') -> dict:
+    """Write `path 1 N label` lines (separated by `sep`) for entries that have frames; returns
+    counts. With from_videos, `frames_root` is the root of the video files, paths are video
+    files and N comes from the videos (count_videos)."""
     class_index = {c: i for i, c in enumerate(classes)} if classes else {}
     index = index_video_files(frames_root) if from_videos else index_frame_folders(frames_root)
     located, missing = [], []
@@ -253,7 +270,7 @@ def write_list(entries: list, classes: list | None, frames_root: str, list_path:
     for keys, label in entries:
         rel = next((index[k] for k in keys if k in index), None)
         if rel is None:
-            missing.append(f'{keys[0]}\t{not_found}')
+            missing.append((keys[0], not_found))
         else:
             located.append((keys, label, rel))
     paths = [os.path.join(frames_root, rel) for _, _, rel in located]
@@ -261,30 +278,35 @@ def write_list(entries: list, classes: list | None, frames_root: str, list_path:
         counts = count_videos(paths, count, workers, quiet)
     else:
         counts = [(count_frames(p, image_tmpl), 'no extracted frames') for p in paths]
-    lines, unknown = [], []
+    lines, unknown, labelled = [], [], set()
     for (keys, label, rel), (n, reason) in zip(located, counts):
         if n == 0:
-            missing.append(f'{rel if from_videos else keys[0]}\t{reason}')
-        elif label is None:
-            lines.append(f'{rel} 1 {n}')
-        elif label in class_index:
-            lines.append(f'{rel} 1 {n} {class_index[label]}')
+            missing.append((rel if from_videos else keys[0], reason))
+        elif label is not None and label not in class_index:
+            unknown.append((keys[0], f'label {label!r} not in the class list'))
         else:
-            unknown.append(f'{keys[0]}\t{label}')
-    if any(len(line.split()) == 4 for line in lines) and any(len(line.split()) == 3
-                                                               for line in lines):
-        raise SystemExit(f'error: {list_path}: some annotations have labels and some do not')
-    os.makedirs(os.path.dirname(os.path.abspath(list_path)), exist_ok=True)
-    with open(list_path, 'w') as f:
-        f.writelines(line + '\n' for line in lines)
-    miss_path = os.path.splitext(list_path)[0] + '.missing.txt'
-    if missing or unknown:
-        with open(miss_path, 'w') as f:
-            f.writelines(m + '\n' for m in missing)
-            f.writelines(f'{u}\tlabel not in the class list\n' for u in unknown)
-    elif os.path.exists(miss_path):
-        os.remove(miss_path)
+            row = (rel, 1, n, class_index.get(label))
+            try:
+                format_line(*row, sep=sep)
+            except ListFileError as exc:          # a tab or line break in the file name
+                missing.append((rel, exc.message))
+                continue
+            lines.append(row)
+            labelled.add(label is not None)
+    if len(labelled) > 1:
+        raise ListFileError(f'{list_path}: some annotations have labels and some do not; '
+                            f'give --ann the annotations of one split')
+    write_report_or_remove(os.path.splitext(list_path)[0] + '.missing.txt', missing + unknown)
+    write_list_file(list_path, lines, sep)
     return dict(written=len(lines), missing=len(missing), unknown_label=len(unknown))
+
+
+def write_report_or_remove(path: str, items: list) -> None:
+    """Write [(path, reason)] as a report, or remove an old report when there is nothing."""
+    if items:
+        write_report(path, [format_note(p, reason) for p, reason in items])
+    elif os.path.exists(path):
+        os.remove(path)
 
 
 PARSERS = dict(kinetics400=parse_kinetics400, ssv2=parse_ssv2, ssv1=parse_ssv1,
@@ -295,14 +317,26 @@ def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = Non
               classes_file: str | None = None, videos: str | None = None,
               split_folders: bool = False, val_fraction: float = 0.0,
               image_tmpl: str = '{:05d}.jpg', from_videos: bool = False, workers: int = 1,
-              count: str = 'demux', quiet: bool = True) -> dict:
-    """Write <out>/<split>.txt (and <out>/categories.txt) for annotation format `fmt`.
-    With from_videos the list names the video files under `videos` (`frames` is unused)."""
+              count: str = 'demux', quiet: bool = True, dataset: str | None = None) -> dict:
+    """Write the list of `split` (named and separated as `dataset`'s, by default the format's
+    DEFAULT_DATASET: <out>/<split>.txt, mini_<split>.txt, ...) and <out>/categories.txt for
+    annotation format `fmt`. With from_videos the list names the video files under `videos`
+    (`frames` is unused)."""
+    cfg = get_dataset_config(dataset or DEFAULT_DATASET[fmt])
     if from_videos and not videos:
         raise SystemExit('error: --from_videos needs --videos (the root of the video files)')
+    for option, path, kind in (('--videos', videos, 'folder'), ('--ann', ann, 'file'),
+                               ('--classes', classes_file, 'file'),
+                               ('--frames', None if from_videos else frames, 'folder')):
+        if path and not (os.path.isdir if kind == 'folder' else os.path.isfile)(path):
+            raise UserError(f'{option} {path}: no such {kind}; check the path')
     if fmt == 'folders':
         if not videos:
             raise SystemExit('error: folders format needs --videos')
+        root = os.path.join(videos, split) if split_folders else videos
+        if not os.path.isdir(root):
+            raise UserError(f'{root}: no such folder (--split_folders reads '
+                            f'<videos>/<split>/<class>/<video>); check --split')
         entries = parse_folders(videos, split, split_folders, val_fraction, from_videos)
     else:
         if not ann:
@@ -316,17 +350,15 @@ def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = Non
             root = os.path.join(videos, split) if split_folders else videos
             classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         elif os.path.isfile(cat) and split != 'train':
-            classes = read_classes(cat)          # written when the train list was made
+            classes = read_categories(cat)       # written when the train list was made
         else:
             classes = sorted({label for _, label in entries if label is not None})
     if classes:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, 'categories.txt'), 'w') as f:
-            f.writelines(c + '\n' for c in classes)
-    stats = write_list(entries, classes, videos if from_videos else frames,
-                       os.path.join(out, f'{split}.txt'), image_tmpl, from_videos, workers,
-                       count, quiet)
-    stats['classes'] = len(classes)
+        write_categories(os.path.join(out, 'categories.txt'), classes)
+    list_path = os.path.join(out, list_name(cfg, split))
+    stats = write_list(entries, classes, videos if from_videos else frames, list_path,
+                       image_tmpl, from_videos, workers, count, quiet, cfg['sep'])
+    stats.update(classes=len(classes), list=list_path)
     return stats
 
 
@@ -335,6 +367,10 @@ def arg_parser() -> argparse.ArgumentParser:
         description='Write list files from dataset annotations and extracted frame folders.',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument('format', choices=FORMATS, help='annotation format')
+    p.add_argument('--dataset', choices=sorted(DATASET_CONFIG), default=None,
+                   help='write the list names and separator of this dataset (default after the '
+                        'format: ' + ', '.join(f'{f} -> {d}' for f, d in DEFAULT_DATASET.items())
+                        + ')')
     p.add_argument('--ann', help='annotation file (CSV or JSON) of this split')
     p.add_argument('--classes', help='class list (labels JSON / categories file); default: '
                                      'sorted names of the training annotations')
@@ -345,7 +381,9 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='folders format without split folders: this fraction of the videos '
                         '(chosen by a hash of the path, deterministic) goes to val, the rest '
                         'to train')
-    p.add_argument('--split', default='train', help='split name: writes <out>/<split>.txt')
+    p.add_argument('--split', default='train',
+                   help="split name: writes --dataset's list of it (<out>/<split>.txt, "
+                        "mini_<split>.txt for the mini datasets)")
     p.add_argument('--frames', help='root of the extracted frame folders (not with '
                                     '--from_videos)')
     p.add_argument('--from_videos', action='store_true',
@@ -369,8 +407,9 @@ def main(argv=None) -> int:
         p.error('--frames is required (or --from_videos with --videos)')
     out = a.out or (a.videos if a.from_videos else a.frames)
     s = make_list(a.format, a.frames, out, a.split, a.ann, a.classes, a.videos, a.split_folders,
-                  a.val_fraction, a.image_tmpl, a.from_videos, a.workers, a.count, a.quiet)
-    print(f'{os.path.join(out, a.split + ".txt")}: {s["written"]} videos, {s["classes"]} classes; '
+                  a.val_fraction, a.image_tmpl, a.from_videos, a.workers, a.count, a.quiet,
+                  a.dataset)
+    print(f'{s["list"]}: {s["written"]} videos, {s["classes"]} classes; '
           f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
     return 0
 

@@ -42,6 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from utils.list_file import read_list, write_list  # noqa: E402
 from utils.sampling import sample_indices  # noqa: E402
 from utils.storage import FolderStorage  # noqa: E402
 from utils.transforms import (IMAGENET_MEAN, IMAGENET_STD, MultiScaleCrop,  # noqa: E402
@@ -213,24 +214,21 @@ def prepare_storage(datadir: str, storage: str, quiet: bool = False, gop: int = 
         storage_ = FolderStorage(datadir)
         for split in splits:
             lines = []
-            with open(os.path.join(datadir, f'{split}.txt')) as f:
-                for line in f:
-                    path, start, end, label = line.split()
-                    out = os.path.join(videos, path + '.mp4')
-                    os.makedirs(os.path.dirname(out), exist_ok=True)
-                    frames = storage_.read(path, range(int(start), int(end) + 1))
-                    with av.open(out, 'w') as c:
-                        s = c.add_stream('libx264', rate=25)
-                        s.codec_context.gop_size = gop
-                        s.height, s.width, s.pix_fmt = frames.shape[1], frames.shape[2], 'yuv420p'
-                        for img in frames:
-                            for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
-                                c.mux(packet)
-                        for packet in s.encode():
+            for r in read_list(os.path.join(datadir, f'{split}.txt')):
+                out = os.path.join(videos, r.path + '.mp4')
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                frames = storage_.read(r.path, range(r.start, r.end + 1))
+                with av.open(out, 'w') as c:
+                    s = c.add_stream('libx264', rate=25)
+                    s.codec_context.gop_size = gop
+                    s.height, s.width, s.pix_fmt = frames.shape[1], frames.shape[2], 'yuv420p'
+                    for img in frames:
+                        for packet in s.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
                             c.mux(packet)
-                    lines.append(f'{path}.mp4 {start} {end} {label}\n')
-            with open(os.path.join(videos, f'{split}.txt'), 'w') as f:
-                f.writelines(lines)
+                    for packet in s.encode():
+                        c.mux(packet)
+                lines.append((f'{r.path}.mp4', r.start, r.end, r.label))
+            write_list(os.path.join(videos, f'{split}.txt'), lines)
         with open(os.path.join(datadir, 'categories.txt')) as f, \
                 open(os.path.join(videos, 'categories.txt'), 'w') as g:
             g.write(f.read())

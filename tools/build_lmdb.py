@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Pack folders of frames into one LMDB database per split, one record per video.
 
-For each split, the videos of `<root>/<split>.txt` (or --list) are read from
-`<root>/<video path>/` and written to `<out>/<split>.lmdb` under the key `<video path>` (as
-written in the list). A record holds every image file of the video's folder (names and JPEG
-bytes, unchanged: no re-encoding) serialised with pyarrow in a versioned format
+For each split, the videos of the split's list (`<root>/<split>.txt`; --dataset's list names
+and separator, e.g. `mini_train.txt` or `;`; or --list) are read from `<root>/<video path>/`
+and written to `<out>/<split>.lmdb` under the key `<video path>` (as written in the list, any
+characters: utils/storage.lmdb_key). A record holds every image file of the video's folder
+(names and JPEG bytes, unchanged: no re-encoding) serialised with pyarrow in a versioned format
 (utils/storage.py: encode_video_record), so reading a clip costs one lookup.
 
 - resumable: videos whose key is already present are skipped (use --overwrite to rewrite);
@@ -13,7 +14,10 @@ bytes, unchanged: no re-encoding) serialised with pyarrow in a versioned format
 - verifies what it wrote: after each commit, every new record is read back and compared
   byte for byte (and, with --verify_decode, each frame is decoded);
 - a video whose folder is missing or empty, or whose listed frames are not all present, is
-  not written; it is reported in <out>/<split>.lmdb.errors.txt and the run goes on.
+  not written; it is reported in <out>/<split>.lmdb.errors.txt (`path<TAB>reason` lines) and
+  the run goes on;
+- a damaged database (cut short: a failed copy, a full disk) is refused with one line saying
+  to delete and rebuild it, before anything reads it.
 
 Usage:
     python3 tools/build_lmdb.py --root data/synthetic --split train val test -j 4
@@ -23,6 +27,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -32,24 +37,20 @@ if ROOT not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY, decode_image,  # noqa: E402
-                           decode_video_record, encode_video_record, frame_names, open_lmdb)
+from utils.dataset_config import get_dataset_config, list_name  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.list_file import format_note, labels_required, write_report  # noqa: E402
+from utils.list_file import read_list as _read_list  # noqa: E402
+from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY,  # noqa: E402
+                           check_lmdb_file, decode_image, decode_video_record,
+                           encode_video_record, frame_names, lmdb_key, open_lmdb, verify_lmdb)
 
 GIB = 1 << 30
 
 
-def read_list(list_file: str, sep: str = ' ') -> list:
-    """[(path, start, end)] of a list file (labels ignored)."""
-    items = []
-    with open(list_file) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().split(sep)
-            if not parts or not parts[0]:
-                continue
-            if len(parts) < 3:
-                raise SystemExit(f'error: {list_file}:{lineno}: expected "path start end [label]"')
-            items.append((parts[0], int(parts[1]), int(parts[2])))
-    return items
+def read_list(list_file: str, sep: str = ' ', labelled: bool | None = None) -> list:
+    """[(path, start, end)] of a list file (utils/list_file.py; labels ignored)."""
+    return [(r.path, r.start, r.end) for r in _read_list(list_file, sep, labelled=labelled)]
 
 
 def pack_video(task):
@@ -114,11 +115,23 @@ def _verify_batch(env, batch: list, decode: bool) -> list:
 def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05d}.jpg',
                 workers: int = 1, map_size_gb: float = 1.0, commit_every: int = 256,
                 overwrite: bool = False, verify_decode: bool = False, sep: str = ' ',
-                quiet: bool = False) -> dict:
-    """Pack the videos of one list into `db_path`; returns counts (written, skipped, failed)."""
-    items = read_list(list_file, sep)
-    os.makedirs(db_path, exist_ok=True)
+                quiet: bool = False, labelled: bool | None = None, rebuild: str = '') -> dict:
+    """Pack the videos of one list into `db_path`; returns counts (written, skipped, failed).
+    An existing database is checked first (DamagedDatabaseError naming it if cut short)."""
+    items = read_list(list_file, sep, labelled)
+    if os.path.isfile(os.path.join(db_path, 'data.mdb')):
+        check_lmdb_file(db_path, rebuild)          # before py-lmdb maps a file cut short
+    try:
+        os.makedirs(db_path, exist_ok=True)
+    except OSError as exc:                         # a file where a folder should be
+        raise UserError(f'cannot create the database folder {db_path}: '
+                        f'{exc.strerror or exc}; choose another --out') from None
     env = open_lmdb(db_path, readonly=False, map_size=int(map_size_gb * GIB))
+    try:
+        verify_lmdb(env, db_path, rebuild)
+    except Exception:
+        env.close()
+        raise
     # Grow an existing database's map to at least the requested size.
     if env.info()['map_size'] < int(map_size_gb * GIB):
         env.set_mapsize(int(map_size_gb * GIB))
@@ -129,26 +142,26 @@ def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05
             if path in seen:
                 continue
             seen.add(path)
-            if not overwrite and txn.get(path.encode('utf-8')) is not None:
+            if not overwrite and txn.get(lmdb_key(path)) is not None:
                 continue
             todo.append((root, path, start, end, image_tmpl))
     stats = dict(listed=len(seen), skipped=len(seen) - len(todo), written=0, failed=0)
     errors = []
     err_file = db_path.rstrip('/') + '.errors.txt'
-    batch, batch_bytes = [], 0
+    batch, batch_bytes, batch_paths = [], 0, {}      # batch_paths: key -> list path
 
     def flush():
-        nonlocal batch, batch_bytes
+        nonlocal batch, batch_bytes, batch_paths
         if not batch:
             return
         _put_batch(env, batch)
         for k, reason in _verify_batch(env, batch, verify_decode):
-            errors.append((k.decode('utf-8'), reason))
+            errors.append((batch_paths[k], reason))
             with env.begin(write=True) as txn:
                 txn.delete(k)
             stats['written'] -= 1
             stats['failed'] += 1
-        batch, batch_bytes = [], 0
+        batch, batch_bytes, batch_paths = [], 0, {}
 
     bar = tqdm(total=len(todo), desc=os.path.basename(db_path), unit='video', disable=quiet)
     pool = (concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None)
@@ -160,7 +173,8 @@ def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05
                 errors.append((path, err))
                 stats['failed'] += 1
                 continue
-            batch.append((path.encode('utf-8'), value))
+            batch.append((lmdb_key(path), value))
+            batch_paths[batch[-1][0]] = path
             batch_bytes += len(value)
             stats['written'] += 1
             if len(batch) >= commit_every or batch_bytes > 512 << 20:
@@ -178,9 +192,7 @@ def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05
     env.sync()
     env.close()
     if errors:
-        with open(err_file, 'w') as f:
-            for path, reason in errors:
-                f.write(f'{path}\t{reason}\n')
+        write_report(err_file, [format_note(path, reason) for path, reason in errors])
     elif os.path.exists(err_file):
         os.remove(err_file)
     stats['errors_file'] = err_file if errors else None
@@ -195,7 +207,11 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--root', required=True,
                    help='dataset root (--datadir): holds the list files and the frame folders')
     p.add_argument('--split', nargs='+', default=['train', 'val', 'test'],
-                   help='splits to pack; the list of split S is <root>/S.txt unless --list')
+                   help='splits to pack; the list of split S is <root>/S.txt (or --dataset\'s '
+                        'list name) unless --list')
+    p.add_argument('--dataset', default=None,
+                   help='read the list names and field separator of this dataset '
+                        '(utils/dataset_config.py: e.g. mini_train.txt, ";" for kinetics400)')
     p.add_argument('--list', default=None,
                    help='pack this list file instead (only with a single --split)')
     p.add_argument('--out', default=None,
@@ -204,7 +220,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--image_tmpl', default='{:05d}.jpg',
                    help="frame file names; used to check that the listed frames are present "
                         "(optical flow: '{:05d}_{}.jpg', both x and y images)")
-    p.add_argument('--sep', default=' ', help='field separator of the list files')
+    p.add_argument('--sep', default=None,
+                   help="field separator of the list files (default: --dataset's, or ' ')")
     p.add_argument('-j', '--workers', type=int, default=1, help='processes reading the folders')
     p.add_argument('--map_size_gb', type=float, default=1.0,
                    help='initial map size in GiB (grows by doubling when full)')
@@ -221,18 +238,23 @@ def main(argv=None) -> int:
     if args.list and len(args.split) != 1:
         raise SystemExit('error: --list takes a single --split')
     out = args.out or args.root
+    cfg = get_dataset_config(args.dataset) if args.dataset else {}
+    sep = args.sep or cfg.get('sep', ' ')
     status = 0
     for split in args.split:
-        list_file = args.list or os.path.join(args.root, f'{split}.txt')
+        list_file = args.list or os.path.join(args.root, list_name(cfg, split))
         if not os.path.isfile(list_file):
             if args.list or split in ('train', 'val'):
                 raise SystemExit(f'error: list file not found: {list_file}')
             print(f'{split}: no list file {list_file}; skipped')
             continue
         db = os.path.join(out, f'{split}.lmdb')
+        again = ' '.join(shlex.quote(a) for a in ['python3', 'tools/build_lmdb.py', '--root',
+                                                  args.root, '--split', split] +
+                         (['--dataset', args.dataset] if args.dataset else []))
         s = build_split(args.root, list_file, db, args.image_tmpl, args.workers,
                         args.map_size_gb, args.commit_every, args.overwrite, args.verify_decode,
-                        args.sep, args.quiet)
+                        sep, args.quiet, labels_required(split), again)
         print(f'{split}: {db}: {s["listed"]} listed, {s["written"]} written, {s["skipped"]} '
               f'already present, {s["failed"]} failed, {s["records"]} records in the database')
         if s['errors_file']:

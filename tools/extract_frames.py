@@ -9,8 +9,17 @@ ratio (0 keeps the size). No ffmpeg binary is needed (PyAV bundles the decoders)
   marker (holding the frame count) when complete, so a killed run restarts where it stopped;
   completed videos are skipped.
 - Robust: a video that cannot be decoded is written to the report file with the reason and the
-  run goes on (exit status 1 at the end when something failed). A video whose decoding fails
-  part-way keeps the frames decoded so far and is noted in the report as truncated.
+  run goes on (exit status 1 at the end when something failed). A video that ends early keeps
+  the frames decoded so far and is reported as truncated (a warning: exit status 0), with the
+  path, when its decoding fails part-way or when it gives fewer frames than its header says:
+  fewer than N - max(2, N // 100) for the header's count N (PyAV's stream.frames; mp4, mov
+  and avi give one, mkv and webm do not, so a cut mkv is only found by a decoding error).
+  The tolerance allows for containers whose count is off by a frame or two (edit lists,
+  packed B-frames); a copy cut short loses far more. The .done marker keeps the header's
+  count, so a resumed run, which skips the video, reports it again.
+- The report (<out>/extract_report.txt) has a `# summary` line, then one `path<TAB>FAILED or
+  WARNING<TAB>reason` line per video (utils/list_file.py: any file name); it can be given
+  back as --video_list to redo those videos.
 - Optionally writes the list files afterwards (--lists; see tools/annotations.py).
 
 Usage:
@@ -30,10 +39,17 @@ if ROOT not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
+from utils.list_file import format_note, read_paths, write_report  # noqa: E402
 from utils.video_reader import VIDEO_EXTENSIONS, resized_size  # noqa: E402,F401
 
 
 DONE = '.done'
+
+
+def ended_early(decoded: int, header_frames: int) -> bool:
+    """Whether a video decoded to fewer frames than its header's count allows (see the module
+    docstring: a tolerance of max(2, 1%) frames; no count in the header, no verdict)."""
+    return header_frames > 0 and decoded < header_frames - max(2, header_frames // 100)
 
 
 def find_videos(root: str, extensions=VIDEO_EXTENSIONS) -> list:
@@ -57,30 +73,43 @@ def is_done(folder: str) -> bool:
 
 def done_count(folder: str) -> int | None:
     """The frame count recorded by a completed extraction, or None."""
+    return done_counts(folder)[0]
+
+
+def done_counts(folder: str) -> tuple:
+    """(frames extracted, frames the header gave or 0) from a completed extraction's marker
+    (`N [header count]`), or (None, 0)."""
     try:
         with open(os.path.join(folder, DONE)) as f:
-            return int(f.read().split()[0])
+            fields = f.read().split()
+        return int(fields[0]), int(fields[1]) if len(fields) > 1 else 0
     except (OSError, ValueError, IndexError):
-        return None
+        return None, 0
 
 
 def extract_video(task) -> tuple:
     """Extract one video -> (rel_video, status, frames, message); status ok|skip|warn|fail."""
     video_path, folder, short_side, quality, tmpl, overwrite = task
     if is_done(folder) and not overwrite:
-        return video_path, 'skip', done_count(folder) or 0, ''
+        count, header_frames = done_counts(folder)
+        if count and ended_early(count, header_frames):     # reported again on every run
+            return video_path, 'warn', count, (f'truncated: ended after {count} of the '
+                                               f'{header_frames} frames its header gives '
+                                               f'(extracted before)')
+        return video_path, 'skip', count or 0, ''
     import av
     from PIL import Image
     part = folder.rstrip('/') + '.part'
     shutil.rmtree(part, ignore_errors=True)
     os.makedirs(part)
-    count, problem = 0, None
+    count, problem, header_frames = 0, None, 0
     try:
         with av.open(video_path) as container:
             if not container.streams.video:
                 raise ValueError('no video stream')
             stream = container.streams.video[0]
             stream.thread_type = 'AUTO'
+            header_frames = stream.frames or 0
             try:
                 for frame in container.decode(stream):
                     img = frame.to_image()
@@ -93,6 +122,9 @@ def extract_video(task) -> tuple:
                 if count == 0:
                     raise
                 problem = f'truncated: decoding stopped after {count} frames: {exc}'
+            if problem is None and ended_early(count, header_frames):
+                problem = (f'truncated: ended after {count} of the {header_frames} frames its '
+                           f'header gives (a file cut short?)')
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the run goes on
         shutil.rmtree(part, ignore_errors=True)
         return video_path, 'fail', 0, f'{type(exc).__name__}: {exc}'
@@ -100,7 +132,7 @@ def extract_video(task) -> tuple:
         shutil.rmtree(part, ignore_errors=True)
         return video_path, 'fail', 0, 'no frames decoded'
     with open(os.path.join(part, DONE), 'w') as f:
-        f.write(f'{count}\n')
+        f.write(f'{count} {header_frames}\n')     # the header's count: see done_counts
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(os.path.dirname(folder) or '.', exist_ok=True)
@@ -128,18 +160,17 @@ def extract_all(videos_root: str, out: str, short_side: int = 256, quality: int 
             stats[status] += 1
             stats['frames'] += frames
             if status in ('fail', 'warn'):
-                lines.append(f'{rel}\t{"FAILED" if status == "fail" else "WARNING"}\t{message}')
-                if status == 'fail':
-                    bar.write(f'failed: {rel}: {message}')
+                lines.append(format_note(rel, 'FAILED' if status == 'fail' else 'WARNING',
+                                         message))
+                bar.write(f'{"failed" if status == "fail" else "warning"}: {rel}: {message}')
     finally:
         bar.close()
         if pool:
             pool.shutdown()
-    with open(report, 'w') as f:
-        f.write(f'# extract_frames.py report {time.strftime("%F %T")}: {stats["videos"]} videos, '
-                f'{stats["ok"]} extracted, {stats["skip"]} already done, {stats["warn"]} '
-                f'truncated, {stats["fail"]} failed\n')
-        f.writelines(line + '\n' for line in lines)
+    write_report(report, lines, f'extract_frames.py report {time.strftime("%F %T")}: '
+                                f'{stats["videos"]} videos, {stats["ok"]} extracted, '
+                                f'{stats["skip"]} already done, {stats["warn"]} truncated, '
+                                f'{stats["fail"]} failed')
     stats['report'] = report
     return stats
 
@@ -152,7 +183,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--videos', required=True, help='folder of videos (searched recursively)')
     p.add_argument('--out', required=True, help='output folder of frame folders (--datadir)')
     p.add_argument('--video_list', default=None,
-                   help='only these videos: a file of paths relative to --videos, one a line')
+                   help='only these videos: a file of paths relative to --videos, one a line '
+                        '(or an extraction report: its failed and truncated videos)')
     p.add_argument('--short_side', type=int, default=256,
                    help='resize so the shorter side has this many pixels (0: keep the size)')
     p.add_argument('--quality', type=int, default=90, help='JPEG quality (1-95)')
@@ -171,8 +203,7 @@ def main(argv=None) -> int:
         raise SystemExit(f'error: video folder not found: {args.videos}')
     videos = None
     if args.video_list:
-        with open(args.video_list) as f:
-            videos = [line.strip() for line in f if line.strip()]
+        videos = read_paths(args.video_list)
     s = extract_all(args.videos, args.out, args.short_side, args.quality, args.workers,
                     args.report, args.image_tmpl, args.overwrite, videos, args.quiet)
     print(f'{s["videos"]} videos: {s["ok"]} extracted, {s["skip"]} already done, '

@@ -1,4 +1,5 @@
 """Checkpoints: written atomically, and holding everything a resumed run needs."""
+import io
 import os
 import random
 import tempfile
@@ -7,23 +8,36 @@ import numpy as np
 import torch
 
 from models.checkpoint_file import CheckpointError, load_file
+from utils.errors import UserError, disk_full, is_disk_full, set_resume_checkpoint
 
 
 def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash mid-write
-    leaves the previous file intact, never a truncated one."""
+    """torch.save to a temporary file in the same folder, then rename: a crash, a Ctrl-C or a
+    full disk mid-write leaves the previous file intact, never a truncated one.
+
+    The checkpoint is serialised in memory and written with Python's own file calls, so a full
+    disk is an OSError (ENOSPC) that becomes one line naming the file (torch's zip writer
+    reports it as an opaque "unexpected pos" RuntimeError).
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.pth.tar')
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if is_disk_full(exc):
+            kept = (f'the previous {os.path.basename(path)} is intact'
+                    if os.path.isfile(path) else 'nothing was written')
+            raise disk_full(path, f'{kept}; free some space or choose another --logdir, then '
+                                  f'resume with --resume') from None
         raise
 
 
@@ -71,14 +85,34 @@ def save_checkpoint(folder: str, *, epoch: int, arch: str, model, optimizer, sch
                  best_top1=best_top1, args=vars(args), rng=rng_state())
     path = os.path.join(folder, 'checkpoint.pth.tar')
     atomic_save(state, path)
+    set_resume_checkpoint(path)       # a Ctrl-C from now on (even during model_best) resumes it
     if is_best:
         atomic_save(state, os.path.join(folder, 'model_best.pth.tar'))
     return path
 
 
-def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False) -> tuple[int, float]:
+# The options that shape the model's weights: a checkpoint resumes only into the same model.
+MODEL_OPTIONS = ('backbone_net', 'depth', 'temporal_module_name', 'blending_frames',
+                 'blending_method', 'no_dw_conv', 'shift_div', 'dw_t_conv', 'without_t_stride',
+                 'pooling_method', 'groups', 'frames_per_group', 'dense_sampling', 'modality',
+                 'flow_length', 'dataset', 'num_classes')
+
+
+def _model_differences(saved: dict, args) -> list[str]:
+    """`--option saved (this run: ours)` for the model options that differ."""
+    out = []
+    for name in MODEL_OPTIONS:
+        if name in saved and hasattr(args, name) and saved[name] != getattr(args, name):
+            out.append(f'--{name} {saved[name]} (this run: {getattr(args, name)})')
+    return out
+
+
+def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False,
+           arch: str | None = None, args=None) -> tuple[int, float]:
     """Restore a training run; returns (epoch to start at, best top-1 so far). The file is read
-    safely (models.checkpoint_file.load_file: no code runs unless ``trust``)."""
+    safely (models.checkpoint_file.load_file: no code runs unless ``trust``). A checkpoint of
+    another model (`arch`, or the options in MODEL_OPTIONS of `args`) is a one-line error that
+    names the options that differ."""
     ckpt = load_file(path, trust)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path} is not a training checkpoint of this toolkit; use '
@@ -87,8 +121,21 @@ def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False) 
     if missing:
         raise CheckpointError(f'{path} is not a training checkpoint of this toolkit '
                          f'(no {", ".join(sorted(missing))}); use --pretrained for weights')
-    unwrap(model).load_state_dict(ckpt['state_dict'])
-    optimizer.load_state_dict(ckpt['optimizer'])
+    saved = ckpt.get('args') if isinstance(ckpt.get('args'), dict) else {}
+    differs = _model_differences(saved, args) if args is not None else []
+    other_arch = arch is not None and ckpt.get('arch') not in (None, arch)
+
+    def refuse(detail: str):
+        raise UserError(f'--resume {path} holds another model than this run: {detail}; give '
+                        f'the options it was trained with, or drop --resume (--pretrained '
+                        f'starts from its weights)')
+    if other_arch or differs:
+        refuse(', '.join(differs) or f'{ckpt["arch"]}, this run {arch}')
+    try:
+        unwrap(model).load_state_dict(ckpt['state_dict'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        refuse(' '.join(str(exc).split())[:200])
     if scheduler is not None and ckpt.get('scheduler') is not None:
         scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler') is not None:

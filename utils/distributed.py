@@ -1,6 +1,7 @@
 """Distributed helpers: process start-up shared by train_dist.py and test.py, samplers that
 count every video exactly once, and exact reductions and gathers."""
 import datetime
+import logging
 import os
 import socket
 from urllib.parse import urlparse
@@ -115,9 +116,13 @@ def _first_line(exc: BaseException) -> str:
 
 def _spawned(local_rank: int, worker, args, nproc: int, node_rank: int, world_size: int,
              init_method: str, notes) -> None:
-    """Entry of a process started by mp.spawn: its global rank follows from the node's."""
-    run_rank(worker, node_rank * nproc + local_rank, local_rank, world_size, init_method, args,
-             nproc, notes)
+    """Entry of a process started by mp.spawn: its global rank follows from the node's. It ends
+    as the error policy says (utils.errors.run_main: one line, or a bug's traceback); on a
+    Ctrl-C only rank 0 says how to resume."""
+    from utils.errors import run_main
+    rank = node_rank * nproc + local_rank
+    run_main(run_rank, worker, rank, local_rank, world_size, init_method, args, nproc, notes,
+             report_interrupt=rank == 0)
 
 
 def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, args,
@@ -199,12 +204,21 @@ def launch(worker, args, notes, global_batch: bool = True):
     if node_rank == 0 and world_size > 1:
         check_port_free(args.dist_url)
     if nproc > 1:
+        # torch logs "Terminating process N via signal SIGTERM" after a rank's error line:
+        # the rank has said what went wrong, so that line would only bury it.
+        logging.getLogger('torch.multiprocessing.spawn').setLevel(logging.ERROR)
         try:
             mp.spawn(_spawned, nprocs=nproc, args=(worker, args, nproc, node_rank, world_size,
                                                     args.dist_url, notes))
         except (mp.ProcessExitedException, mp.ProcessRaisedException) as exc:
+            # A rank ends through run_main, which has printed its one line (or a bug's
+            # traceback) before exiting with 1, or said how to resume after a Ctrl-C (130).
+            if getattr(exc, 'exit_code', None) in (1, 130):
+                raise SystemExit(exc.exit_code) from None
             raise SystemExit(f'error: {_first_line(exc)} (its error is printed above); the '
                              f'other processes of this node were stopped') from None
+        except KeyboardInterrupt:            # the processes report it themselves (rank 0)
+            raise SystemExit(130) from None
         return None
     return run_rank(worker, node_rank, 0, world_size, args.dist_url, args, 1, notes)
 

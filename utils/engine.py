@@ -5,6 +5,7 @@ to `evaluate` (test.py). Everything else lives here: data loaders, the train/val
 metrics, mixed precision, schedulers, checkpoints and logging.
 """
 import copy
+import functools
 import os
 import time
 from contextlib import nullcontext
@@ -18,8 +19,11 @@ from torch.utils.data import DataLoader
 from models import build_model, count_conv_macs, count_params, load_imagenet, load_pretrained
 from models.weights import imagenet_family
 from utils.checkpoint import resume, save_checkpoint
+from utils.errors import UserError, reading_user_files, set_resume_checkpoint
 from utils.dataset_config import get_dataset_config
-from utils.run_log import RunLog
+from utils.list_file import read_categories
+from utils.run_log import RunLog, attach_warnings, current_log_path, make_folder
+from utils.storage import FrameReadError
 from utils.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from utils.video_dataset import build_dataset, clip_length, input_channels
 
@@ -91,6 +95,12 @@ def prepare_data(args, runtime: Runtime | None = None) -> None:
     """Generate the synthetic dataset if asked for and missing, and set args.num_classes."""
     cfg = get_dataset_config(args.dataset)
     lists_missing = not os.path.isfile(os.path.join(args.datadir, cfg['train_list']))
+    if args.dataset == 'synthetic' and lists_missing and not may_generate_synthetic(args):
+        # A mistyped --datadir must not become a freshly generated dataset and a silent run.
+        state = 'does not exist' if not os.path.exists(args.datadir) else \
+            f'has no {cfg["train_list"]}'
+        raise UserError(f'--datadir {args.datadir} {state}; check the path, or pass '
+                        f'--make_synthetic to generate the synthetic dataset there')
     if args.dataset == 'synthetic' and lists_missing and (runtime is None or runtime.is_main):
         # The generator writes the lists last, so a killed generation is redone here.
         from tools.make_synthetic_dataset import ensure_synthetic_dataset
@@ -110,6 +120,26 @@ def prepare_data(args, runtime: Runtime | None = None) -> None:
     args.num_classes = num_classes_of(args)
 
 
+SYNTHETIC_DIRS = ('data/synthetic', 'data/synthetic_flow')   # the README's quickstart folders
+
+
+def may_generate_synthetic(args) -> bool:
+    """Generate the synthetic dataset only where asked for: at the documented folders
+    (SYNTHETIC_DIRS, relative to the working directory) or with --make_synthetic."""
+    return (getattr(args, 'make_synthetic', False)
+            or os.path.normpath(args.datadir) in SYNTHETIC_DIRS)
+
+
+def require_labels(dataset, args, split: str) -> None:
+    """Training and validation need a label on every line; a list without them would crash
+    mid-epoch (training) or measure nothing (validation)."""
+    if any(r.label < 0 for r in dataset.records):
+        list_file = os.path.join(args.datadir, get_dataset_config(args.dataset)[f'{split}_list'])
+        use = 'training' if split == 'train' else 'validation'
+        raise UserError(f'{list_file} has no labels, and {use} needs them; give each line as '
+                        f'`path start end label`')
+
+
 def num_classes_of(args) -> int:
     """Classes of the dataset: from its configuration, or counted in its label file."""
     cfg = get_dataset_config(args.dataset)
@@ -117,8 +147,7 @@ def num_classes_of(args) -> int:
         return cfg['num_classes']
     label_file = os.path.join(args.datadir, cfg['label_file'])
     if os.path.isfile(label_file):
-        with open(label_file) as f:
-            return sum(1 for line in f if line.strip())
+        return len(read_categories(label_file))
     if args.dataset == 'synthetic':
         from tools.make_synthetic_dataset import CLASS_NAMES
         return len(CLASS_NAMES)
@@ -153,10 +182,23 @@ def make_loader(dataset, args, runtime: Runtime, train: bool, batch_size: int) -
     if runtime.distributed:
         from utils.distributed import make_sampler
         sampler = make_sampler(dataset, runtime, train)
+    log_path = current_log_path()           # workers' warnings (unreadable videos) to log.txt
+    init = functools.partial(attach_warnings, log_path) if log_path and args.workers else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, num_workers=args.workers, drop_last=train,
                       pin_memory=runtime.device.type == 'cuda',
-                      generator=torch.Generator() if train else None)
+                      generator=torch.Generator() if train else None,
+                      worker_init_fn=_ignore_worker_id(init) if init else None)
+
+
+class _ignore_worker_id:
+    """A picklable worker_init_fn calling fn() (DataLoader passes the worker id)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, worker_id: int) -> None:
+        self.fn()
 
 
 # The original's defaults per family (its models' mean()/std()): the ResNet-based ones use
@@ -242,8 +284,9 @@ def train_one_epoch(model, loader, optimizer, scaler, args, runtime: Runtime, ep
             logits = model(normalize(clips, mean, std, args.channels_last))
             loss = F.cross_entropy(logits.float(), labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f'loss is {loss.item()} at epoch {epoch + 1} iteration '
-                                     f'{i + 1}; lower --lr or use --clip_gradient')
+            raise UserError(f'the training loss is {loss.item()} at epoch {epoch + 1} iteration '
+                            f'{i + 1} (diverged), --lr {args.lr}; lower --lr or use '
+                            f'--clip_gradient')
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -278,8 +321,12 @@ def train_one_epoch(model, loader, optimizer, scaler, args, runtime: Runtime, ep
     result['data_time'] = data_time / max(len(loader), 1)
     limit = args.max_bad_ratio * len(loader.dataset)
     if result['bad'] > limit:
-        raise RuntimeError(f'{result["bad"]} unreadable videos in epoch {epoch + 1} exceed '
-                           f'--max_bad_ratio {args.max_bad_ratio}; see the log for their paths')
+        where = current_log_path() or 'the warnings above'
+        raise UserError(f'{result["bad"]} unreadable videos in epoch {epoch + 1} of '
+                        f'{len(loader.dataset)} exceed --max_bad_ratio {args.max_bad_ratio}; '
+                        f'their paths are in {where}: fix them, leave them out with '
+                        f'--exclude_list (tools/check_dataset.py writes one), or raise '
+                        f'--max_bad_ratio')
     return result
 
 
@@ -400,9 +447,15 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(args, runtime: Runtime, notes=()) -> dict:
-    """Train and validate for args.epochs; returns the last validation result."""
+    """Train and validate for args.epochs; returns the last validation result.
+
+    What a user can get wrong is checked before the first epoch, in order of cost: the log
+    folder (before generating data), the lists and storage with their labels, then the
+    weights (--pretrained, ImageNet, --resume) and the epochs left to train."""
     seed_everything(args.seed)
     setup_process(args, runtime.device)
+    if runtime.is_main:
+        make_folder(args.logdir)
     prepare_data(args, runtime)
     if args.resume or args.pretrained or args.evaluate:
         args.no_imagenet_pretrained = True   # the checkpoint's weights replace them anyway
@@ -414,6 +467,18 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {args.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
+    with reading_user_files():
+        val_set = build_dataset(args, 'val', train=False)
+        require_labels(val_set, args, 'val')
+        train_set = None if args.evaluate else build_dataset(args, 'train', train=True)
+    if train_set is not None:
+        require_labels(train_set, args, 'train')
+        # Each process gets len // world_size videos (DistributedSampler drops the rest), and
+        # its loader drops an incomplete last batch.
+        if len(train_set) // runtime.world_size < per_process_batch(args, runtime):
+            raise UserError(f'{len(train_set)} training videos make no full batch of '
+                            f'-b {args.batch_size}; lower -b')
+
     if args.pretrained:
         log.info(load_pretrained(model, args.pretrained, adapt_rgb_stem=True,
                                  trust=args.trust_checkpoint, new_classifier=not args.evaluate))
@@ -429,24 +494,25 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
     start_epoch, best_top1 = args.start_epoch, 0.0
     if args.resume:
         start_epoch, best_top1 = resume(args.resume, model, optimizer, scheduler, scaler,
-                                        trust=args.trust_checkpoint)
+                                        trust=args.trust_checkpoint, arch=arch, args=args)
         log.info(f'resumed from {args.resume} at epoch {start_epoch} (best top-1 {best_top1:.2f})')
+        if start_epoch >= args.epochs and not args.evaluate:
+            raise UserError(f'nothing to train: --resume {args.resume} has completed '
+                            f'{start_epoch} epoch{"s" if start_epoch != 1 else ""} and --epochs '
+                            f'is {args.epochs}; give a larger --epochs to train on')
+        set_resume_checkpoint(args.resume)
 
-    val_set = build_dataset(args, 'val', train=False)
     val_loader = make_loader(val_set, args, runtime, train=False, batch_size=args.batch_size)
     if args.evaluate:
         result = evaluate(model, val_loader, args, runtime, log)
         log.info(format_eval(result, 'val'))
         log.close()
         return result
-    train_set = build_dataset(args, 'train', train=True)
     train_loader = make_loader(train_set, args, runtime, train=True,
                                batch_size=per_process_batch(args, runtime))
-    if len(train_loader) == 0:
-        raise SystemExit(f'error: {len(train_set)} training videos make no full batch of '
-                         f'{args.batch_size}; lower -b')
 
     result = {}
+    best_path = os.path.join(folder, 'model_best.pth.tar')
     for epoch in range(start_epoch, args.epochs):
         # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it.
         seed_everything(args.seed + epoch)
@@ -456,13 +522,20 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
             train_loader.sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]['lr']
         t0 = time.time()
-        train = train_one_epoch(model, train_loader, optimizer, scaler, args, runtime, epoch, log)
+        try:
+            train = train_one_epoch(model, train_loader, optimizer, scaler, args, runtime,
+                                    epoch, log)
+        except FrameReadError as exc:         # a run of unreadable videos: wrong data
+            raise UserError(f'{last_line(exc)}, epoch {epoch + 1}; check the data with '
+                            f'tools/check_dataset.py') from None
         result = evaluate(model, val_loader, args, runtime, log)
         if args.lr_scheduler == 'plateau':
             scheduler.step(result['loss'])
         else:
             scheduler.step()
-        is_best = result['top1'] > best_top1
+        # The first epoch of a run folder always writes model_best (test.py's input), even at
+        # top-1 0; later ones only when top-1 improves.
+        is_best = result['top1'] > best_top1 or not os.path.isfile(best_path)
         best_top1 = max(best_top1, result['top1'])
         log.info(f'epoch {epoch + 1}/{args.epochs} lr {lr:.5f} | train loss {train["loss"]:.4f} '
                  f'top1 {train["top1"]:.2f} ({train["clips_per_s"]:.1f} clips/s, data '
@@ -480,6 +553,13 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
     result['best_top1'] = best_top1
     result['folder'] = folder
     return result
+
+
+def last_line(exc: BaseException) -> str:
+    """The message of an exception without a DataLoader worker's traceback around it."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text.split(': ', 1)[1] if text.startswith(type(exc).__name__ + ': ') else text
 
 
 def per_process_batch(args, runtime: Runtime) -> int:
@@ -520,8 +600,8 @@ def load_for_eval(args, runtime: Runtime):
     """A model with the weights of --pretrained, for test.py."""
     args.no_imagenet_pretrained = True
     model, arch = build(args)
-    if not args.pretrained:
-        raise SystemExit('error: test.py needs --pretrained CHECKPOINT')
+    if not args.pretrained:                  # opts.validate_args says so first for test.py
+        raise UserError('test.py needs --pretrained CHECKPOINT')
     report = load_pretrained(model, args.pretrained, trust=args.trust_checkpoint,
                              new_classifier=False)   # a fresh classifier evaluates nothing
     return wrap_model(model, args, runtime), arch, report

@@ -4,7 +4,15 @@ Raise ``UserError('what, where; what to do')`` (or ``SystemExit('error: ...')``,
 project used before and which behaves the same) anywhere: the process prints
 ``error: <message>`` on stderr and exits with status 1. Only an unexpected exception (a bug)
 prints a traceback.
+
+The command-line entrypoints run their ``main`` through ``run_main``, which turns every way a
+run can end into that policy (see its docstring); Python callers of ``main(argv)`` (the tests)
+get the exceptions as they are.
 """
+import errno
+import sys
+import traceback
+from contextlib import contextmanager
 
 
 class UserError(SystemExit):
@@ -15,3 +23,105 @@ class UserError(SystemExit):
     def __init__(self, message: str):
         self.message = message
         super().__init__(f'error: {message}')
+
+
+# What a Ctrl-C should tell the user: set by the engine once a checkpoint exists.
+_resume_hint: str | None = None
+
+
+def set_resume_checkpoint(path: str | None) -> None:
+    """Record the checkpoint a Ctrl-C can resume from (None: nothing written yet)."""
+    global _resume_hint
+    _resume_hint = path
+
+
+def interrupted_message() -> str:
+    if _resume_hint:
+        return f'interrupted; resume with --resume {_resume_hint}'
+    return 'interrupted before the first checkpoint was written; nothing to resume'
+
+
+def disk_full(path: str | None, what_to_do: str = 'free some space or choose another '
+              '--logdir') -> UserError:
+    return UserError(f'the disk is full writing {path or "a file"}; {what_to_do}')
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def reading_user_files():
+    """Turn a missing list, LMDB or exclusion file (FileNotFoundError) into a one-line
+    UserError (malformed lists already raise utils.list_file.ListFileError, a UserError). Only
+    around code that reads those files, so that the same exception elsewhere stays a bug."""
+    try:
+        yield
+    except SystemExit:
+        raise
+    except FileNotFoundError as exc:
+        where = f'{exc.strerror}: {exc.filename}' if exc.filename else str(exc)
+        raise UserError(f'{where}; check --datadir and the list, database and --exclude_list '
+                        f'paths') from None
+
+
+def _to_log(line: str) -> None:
+    """The line into the log.txt of the run in progress, if any."""
+    try:
+        from utils.run_log import record_in_open_logs
+        record_in_open_logs(line)
+    except Exception:                      # reporting must never hide the original error
+        pass
+
+
+def _say(line: str) -> None:
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    _to_log(line)
+
+
+def run_main(main, *args, report_interrupt: bool = True) -> None:
+    """Run an entrypoint's main and exit as the error policy says:
+
+    - a UserError or ``SystemExit('error: ...')``: that one line on stderr and in log.txt,
+      status 1 (any other SystemExit keeps its code);
+    - Ctrl-C: ``interrupted; resume with --resume <checkpoint>``, status 130, no traceback;
+    - a full disk: ``error: the disk is full writing <path>; ...``, status 1;
+    - anything else is a bug: its traceback, then ``error: unexpected <Type> (a bug; please
+      report it with the traceback above)``, status 1.
+
+    ``main(*args)`` returning ends nothing: run_main returns (a spawned rank goes on).
+    """
+    try:
+        main(*args)
+        return
+    except KeyboardInterrupt:
+        if report_interrupt:                 # (distributed: rank 0 alone speaks)
+            _say(interrupted_message())
+        code = 130
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            raise
+        line = str(exc.code)
+        _say(line if line.startswith('error:') else f'error: {line}')
+        code = 1
+    except OSError as exc:
+        if not is_disk_full(exc):
+            code = _bug(exc)
+        else:
+            _say(str(disk_full(exc.filename).code))
+            code = 1
+    except Exception as exc:
+        code = _bug(exc)
+    sys.exit(code)
+
+
+def _bug(exc: BaseException) -> int:
+    text = traceback.format_exc()
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    _to_log(text.rstrip('\n'))
+    _say(f'error: unexpected {type(exc).__name__} (a bug; please report it with the '
+         f'traceback above)')
+    return 1
+

@@ -1,10 +1,91 @@
 """Where a run reports: the console (through tqdm, so progress bars stay intact), a text log
-file, and TensorBoard scalars. Only the main process writes; the others get a silent log."""
+file, and TensorBoard scalars. Only the main process writes; the others get a silent log.
+
+While a log is open, the warnings of the data code (Python ``logging``: skipped, missing or
+unreadable videos with their paths) go to its log.txt as well as to the console, also from
+DataLoader workers, and the error that ends a run is appended to it (``record_in_open_logs``,
+used by utils.errors.run_main).
+"""
+import logging
 import os
 import sys
 import time
 
 from tqdm import tqdm
+
+from utils.errors import UserError
+
+_open_logs: list = []                      # the RunLogs of this process with a log.txt open
+
+
+def _stamp(msg: str) -> str:
+    return f'{time.strftime("%Y-%m-%d %H:%M:%S")} {msg}\n'
+
+
+def record_in_open_logs(line: str) -> None:
+    """Append a line (the error that ends the run) to every open log.txt of this process."""
+    for log in _open_logs:
+        if log._file and not log._file.closed:
+            log._file.write(_stamp(line))
+            log._file.flush()
+
+
+def make_folder(folder: str, option: str = '--logdir') -> None:
+    """Create a run folder, or stop with one line naming `option` when it cannot be."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, 'Permission denied', folder)
+    except OSError as exc:
+        # The part of the path in the way: a file where a folder should be, or no permission.
+        blocker = folder
+        while blocker and not os.path.exists(blocker):
+            blocker = os.path.dirname(blocker)
+        why = (f'{blocker} is a file, not a folder' if blocker and os.path.isfile(blocker)
+               else exc.strerror or str(exc))
+        raise UserError(f'cannot create the run folder {folder} ({why}), {option}; pass '
+                        f'{option} a folder you can write to') from None
+
+
+class _WarningsToLog(logging.Handler):
+    """Python warnings of the run: to the console (stderr) and appended to log.txt. Opens
+    the file for each record (warnings are rare), so that it works in forked and spawned
+    DataLoader workers alike; lines are single appends, so processes do not interleave."""
+
+    def __init__(self, path: str):
+        super().__init__(logging.WARNING)
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = f'{record.levelname.lower()}: {record.getMessage()}'
+            tqdm.write(msg, file=sys.stderr)
+            with open(self.path, 'a') as f:
+                f.write(_stamp(msg))
+        except Exception:
+            self.handleError(record)
+
+
+def attach_warnings(path: str) -> None:
+    """Send this process's warnings to `path` (idempotent: a forked worker already has it).
+    Also the DataLoader workers' init function (see utils.engine.make_loader)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _WarningsToLog) and h.path == path for h in root.handlers):
+        root.addHandler(_WarningsToLog(path))
+
+
+def detach_warnings(path: str) -> None:
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _WarningsToLog) and h.path == path]:
+        root.removeHandler(h)
+
+
+def current_log_path() -> str | None:
+    """The log.txt of the most recently opened run log of this process, if one is open."""
+    for log in reversed(_open_logs):
+        if log._file and not log._file.closed:
+            return log._file.name
+    return None
 
 
 class RunLog:
@@ -14,8 +95,10 @@ class RunLog:
         self._file = None
         self._tb = None
         if enabled and folder:
-            os.makedirs(folder, exist_ok=True)
+            make_folder(folder)
             self._file = open(os.path.join(folder, 'log.txt'), 'a', buffering=1)
+            _open_logs.append(self)
+            attach_warnings(self._file.name)
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
                 self._tb = SummaryWriter(log_dir=folder)
@@ -27,7 +110,7 @@ class RunLog:
             tqdm.write(msg, file=sys.stdout)
             sys.stdout.flush()
         if self._file:
-            self._file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {msg}\n')
+            self._file.write(_stamp(msg))
 
     def scalars(self, values: dict, step: int, prefix: str = '') -> None:
         if self._tb is not None:
@@ -42,6 +125,9 @@ class RunLog:
 
     def close(self) -> None:
         if self._file:
+            detach_warnings(self._file.name)
             self._file.close()
+        if self in _open_logs:
+            _open_logs.remove(self)
         if self._tb is not None:
             self._tb.close()

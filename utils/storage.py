@@ -19,6 +19,8 @@ import string
 import numpy as np
 from PIL import Image
 
+from utils.errors import UserError
+
 try:
     import simplejpeg
 except ImportError:          # optional: PIL decodes the same pixels, slower
@@ -122,7 +124,8 @@ class FolderStorage:
 # One LMDB value = one video: an Arrow IPC stream holding one record batch with columns
 # `name` (string: the frame's file name, e.g. 00001.jpg) and `data` (binary: the file's bytes),
 # and schema metadata {format: LMDB_FORMAT, version: LMDB_VERSION}. Keys are the videos'
-# relative paths as written in the list files (UTF-8). The key META_KEY holds JSON metadata.
+# relative paths as written in the list files (lmdb_key: UTF-8, any characters; a digest past
+# 511 bytes). The key META_KEY holds JSON metadata.
 LMDB_FORMAT = b'video-frames'
 LMDB_VERSION = 1
 META_KEY = b'__meta__'
@@ -165,6 +168,16 @@ def decode_video_record(value, wanted=None) -> dict:
     return {n: data[position[n]].as_py() for n in wanted if n in position}
 
 
+def lmdb_key(video_path: str) -> bytes:
+    """The key of a video's record: its list path in UTF-8 (bytes that are not UTF-8 kept as
+    they were on disk), or, past LMDB's 511-byte key limit, a digest of it."""
+    key = video_path.encode('utf-8', 'surrogateescape')
+    if len(key) > 511:
+        import hashlib
+        key = b'\0sha256:' + hashlib.sha256(key).hexdigest().encode()
+    return key
+
+
 def open_lmdb(path: str, readonly: bool = True, **kwargs):
     import lmdb
     if readonly:
@@ -181,6 +194,72 @@ def check_lmdb_path(path: str) -> None:
             f'written by tools/build_lmdb.py --out <datadir> for this split)')
 
 
+class DamagedDatabaseError(UserError):
+    """An LMDB database whose file is shorter than its header says, or that does not read."""
+
+
+def _meta_page_size(data_file: str) -> int | None:
+    """The page size recorded in an LMDB file's first meta page, or None if the file does not
+    start with one. (Opening a file shorter than its two meta pages is a SIGBUS in LMDB, so
+    this is checked with plain reads first.)"""
+    import struct
+    with open(data_file, 'rb') as f:
+        head = f.read(44)
+    if len(head) < 44:
+        return None
+    magic, = struct.unpack_from('<I', head, 16)       # after the 16-byte page header
+    psize, = struct.unpack_from('<I', head, 40)       # mm_dbs[FREE_DBI].md_pad = page size
+    return psize if magic == 0xBEEFC0DE and psize >= 512 else None
+
+
+def check_lmdb_file(path: str, rebuild: str = '') -> None:
+    """DamagedDatabaseError unless `path`'s data.mdb holds its two meta pages: call before
+    py-lmdb opens the file."""
+    data = os.path.join(path, 'data.mdb')
+    size = os.path.getsize(data)
+    psize = _meta_page_size(data)
+    if psize is None or size < 2 * psize:
+        raise DamagedDatabaseError(f'{path}: damaged LMDB database (data.mdb is {size} bytes, '
+                                   f'not an LMDB file or cut short); '
+                                   f'{_rebuild_hint(path, rebuild)}')
+
+
+def verify_lmdb(env, path: str, rebuild: str = '') -> None:
+    """DamagedDatabaseError if an open database is shorter than its header says (a copy cut
+    short, a disk that filled while building: reading there is a SIGBUS) or its first and last
+    records do not read."""
+    import lmdb
+    data = os.path.join(path, 'data.mdb')
+    size = os.path.getsize(data)
+    try:
+        need = (env.info()['last_pgno'] + 1) * env.stat()['psize']
+        if size < need:
+            raise DamagedDatabaseError(
+                f'{path}: damaged LMDB database (data.mdb is {size} bytes, its header says '
+                f'{need}: a copy cut short or a disk that filled while building); '
+                f'{_rebuild_hint(path, rebuild)}')
+        with env.begin(buffers=True) as txn:
+            cursor = txn.cursor()
+            for move in (cursor.first, cursor.last):
+                if move():
+                    bytes(cursor.value()[:1])
+    except lmdb.Error as exc:
+        raise DamagedDatabaseError(f'{path}: damaged LMDB database ({type(exc).__name__}: '
+                                   f'{exc}); {_rebuild_hint(path, rebuild)}') from None
+
+
+def _rebuild_hint(path: str, rebuild: str) -> str:
+    """`rebuild` is the build command; by default the one of --use_lmdb's layout,
+    <datadir>/<split>.lmdb."""
+    import shlex
+    if not rebuild:
+        root, name = os.path.split(os.path.normpath(path))
+        rebuild = ' '.join(shlex.quote(a) for a in ['python3', 'tools/build_lmdb.py', '--root',
+                                                    root or '.', '--split',
+                                                    name.removesuffix('.lmdb')])
+    return f'rebuild it: rm -r {shlex.quote(path)} && {rebuild}'
+
+
 _OPEN_ENVS = {}   # (realpath, pid) -> lmdb.Environment
 
 
@@ -192,12 +271,21 @@ class LMDBStorage:
     many processes can share one database.
     """
 
-    def __init__(self, path: str, image_tmpl: str = '{:05d}.jpg'):
+    def __init__(self, path: str, image_tmpl: str = '{:05d}.jpg', rebuild: str = ''):
+        """Opens and checks the database here (the main process, before workers start):
+        FileNotFoundError if absent, DamagedDatabaseError (one line saying how to rebuild it,
+        `rebuild` being the build command) if cut short or unreadable."""
         check_lmdb_path(path)
         self.path = path
         self.image_tmpl = image_tmpl
         self._env = None
         self._pid = None
+        check_lmdb_file(path, rebuild)
+        try:
+            verify_lmdb(self._open(), path, rebuild)
+        except DamagedDatabaseError:
+            self.close()
+            raise
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -230,8 +318,13 @@ class LMDBStorage:
     def get_record(self, video_path: str, wanted=None) -> dict:
         """{frame file name: bytes} of a video (only `wanted` names if given); FrameReadError
         if the key is missing or the record malformed."""
-        with self._open().begin(buffers=False) as txn:
-            value = txn.get(video_path.encode('utf-8'))
+        import lmdb
+        try:
+            with self._open().begin(buffers=False) as txn:
+                value = txn.get(lmdb_key(video_path))
+        except lmdb.Error as exc:
+            raise FrameReadError(f'{self.path}[{video_path}]: cannot read the database: '
+                                 f'{type(exc).__name__}: {exc}') from exc
         if value is None:
             raise FrameReadError(f'{self.path}: no record for video {video_path!r} '
                                  f'(key missing from the LMDB database)')
@@ -244,7 +337,7 @@ class LMDBStorage:
         """The video paths that have no record (cheap: key lookups only)."""
         with self._open().begin(buffers=True) as txn:
             cur = txn.cursor()
-            return [v for v in video_paths if not cur.set_key(v.encode('utf-8'))]
+            return [v for v in video_paths if not cur.set_key(lmdb_key(v))]
 
     def read(self, video_path: str, frame_numbers) -> np.ndarray:
         return self.read_files(video_path, [self.image_tmpl.format(int(n)) for n in frame_numbers])

@@ -1,19 +1,20 @@
 """List files, video records and the video Dataset.
 
 A list file has one video a line: `relative/path start_frame end_frame [label]` (1-based,
-inclusive frame numbers; test lists may have no label). The dataset turns a line into a clip:
-record -> frame indices (utils.sampling) -> frames (utils.storage) -> clip transform
-(utils.transforms) -> uint8 tensor (C, T, H, W), or (V, C, T, H, W) for V evaluation views.
+inclusive frame numbers; test lists may have no label; utils/list_file.py defines the
+format). The dataset turns a line into a clip: record -> frame indices (utils.sampling) ->
+frames (utils.storage) -> clip transform (utils.transforms) -> uint8 tensor (C, T, H, W), or (V, C, T, H, W) for V evaluation views.
 """
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from utils.dataset_config import get_dataset_config
+from utils.list_file import (ListFileError, VideoRecord, labels_required,  # noqa: F401
+                             read_exclusions, read_list)
 from utils.sampling import frames_per_clip, sample_indices
 from utils.storage import FolderStorage, FrameReadError, LMDBStorage, frame_names
 from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
@@ -21,69 +22,17 @@ from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
 log = logging.getLogger(__name__)
 
 
-class ListFileError(ValueError):
-    """A malformed list file; the message is `file:line: what is wrong`."""
+def parse_list_file(list_file: str, sep: str = ' ', num_classes: int | None = None,
+                    labelled: bool | None = None) -> list[VideoRecord]:
+    """The videos of a list file (format and errors: utils/list_file.py); ListFileError
+    naming the file and line of the first bad line."""
+    return read_list(list_file, sep, num_classes, labelled)
 
 
-@dataclass(frozen=True)
-class VideoRecord:
-    path: str
-    start: int
-    end: int
-    label: int  # -1 when the list has no labels
-
-    @property
-    def num_frames(self) -> int:
-        return self.end - self.start + 1
-
-
-def parse_list_file(list_file: str, sep: str = ' ', num_classes: int | None = None
-                    ) -> list[VideoRecord]:
-    """Read a list file; raise ListFileError naming the file and line of the first bad line."""
-    if not os.path.isfile(list_file):
-        raise FileNotFoundError(f'list file not found: {list_file}')
-    records = []
-    labelled = None
-    with open(list_file) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-
-            def bad(what):
-                return ListFileError(f'{list_file}:{lineno}: {what} (line: {line!r})')
-
-            parts = line.split(sep)
-            if len(parts) not in (3, 4):
-                raise bad(f"expected 'path start end [label]', got {len(parts)} fields")
-            try:
-                numbers = [int(p) for p in parts[1:]]
-            except ValueError:
-                raise bad('start, end and label must be integers') from None
-            has_label = len(parts) == 4
-            if labelled is None:
-                labelled = has_label
-            elif labelled != has_label:
-                raise bad('some lines have a label and some do not')
-            start, end = numbers[:2]
-            if start < 0 or end < start:
-                raise bad(f'frame range {start}..{end} is empty or negative')
-            label = numbers[2] if has_label else -1
-            if has_label and (label < 0 or (num_classes is not None and label >= num_classes)):
-                raise bad(f'label {label} is outside 0..{(num_classes or 1) - 1}')
-            records.append(VideoRecord(parts[0], start, end, label))
-    if not records:
-        raise ListFileError(f'{list_file}: no videos listed')
-    return records
-
-
-def read_exclusion_list(path: str) -> set[str]:
-    """Video paths to leave out: the first field of each line (tools/check_dataset.py's
-    bad-entries file, a list file, or one path a line); lines starting with # are comments."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'exclusion list not found: {path}')
-    with open(path) as f:
-        return {line.split()[0] for line in f if line.strip() and not line.lstrip().startswith('#')}
+def read_exclusion_list(path: str, sep: str = ' ') -> set[str]:
+    """Video paths to leave out (tools/check_dataset.py's bad-entries file, a list file, or one
+    path a line; utils/list_file.read_exclusions); lines starting with # are comments."""
+    return set().union(*read_exclusions(path, sep))
 
 
 class VideoDataset(Dataset):
@@ -190,13 +139,15 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
     """The dataset of `split` ('train', 'val' or 'test') as the options describe it."""
     cfg = get_dataset_config(args.dataset)
     list_file = os.path.join(args.datadir, cfg[f'{split}_list'])
-    records = parse_list_file(list_file, cfg['sep'], args.num_classes)
+    records = parse_list_file(list_file, cfg['sep'], args.num_classes, labels_required(split))
     if getattr(args, 'exclude_list', None):
-        excluded = read_exclusion_list(args.exclude_list)
+        entries = read_exclusions(args.exclude_list, cfg['sep'])
+        excluded = set().union(*entries)
         left = [r for r in records if r.path not in excluded]
-        log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d paths are not in '
-                    'this list)', list_file, len(records) - len(left), args.exclude_list,
-                    len(excluded - {r.path for r in records}), len(excluded))
+        paths = {r.path for r in records}
+        log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d entries are not '
+                    'in this list)', list_file, len(records) - len(left), args.exclude_list,
+                    sum(1 for e in entries if not e & paths), len(entries))
         records = left
     # As the original, the test split keeps its short videos: every one gets a prediction.
     kept = records if split == 'test' else [r for r in records
@@ -206,7 +157,8 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
                     list_file, len(records) - len(kept), cfg['min_frames'])
     if not kept:
         raise ListFileError(f'{list_file}: no video left (every one is excluded or shorter '
-                            f'than {cfg["min_frames"]} frames)')
+                            f'than {cfg["min_frames"]} frames); check --exclude_list and '
+                            f'--dataset')
     flow = args.modality == 'flow'
     if train:
         transform = TrainTransform(args.input_size, args.augmentor_ver, args.scale_range,
