@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.errors import UserError
+
 TRUST_HINT = ('if you trust the file (you made it, or know its source), pass --trust_checkpoint '
               '(trust=True in Python), which runs code stored in it; or convert it once with '
               'tools/export_weights.py --trust_checkpoint FILE OUT.safetensors')
@@ -44,11 +46,8 @@ SAFE_GLOBALS = [
 ]
 
 
-class CheckpointError(SystemExit):
-    """A weights file that cannot be used, with a one-line ``error: ...`` message."""
-
-    def __init__(self, message: str):
-        super().__init__(f'error: {message}')
+class CheckpointError(UserError):
+    """A weights file that cannot be used (a one-line ``error: ...``, see utils.errors)."""
 
 
 def is_safetensors(path: str) -> bool:

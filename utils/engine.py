@@ -188,17 +188,7 @@ def make_loader(dataset, args, runtime: Runtime, train: bool, batch_size: int) -
                       sampler=sampler, num_workers=args.workers, drop_last=train,
                       pin_memory=runtime.device.type == 'cuda',
                       generator=torch.Generator() if train else None,
-                      worker_init_fn=_ignore_worker_id(init) if init else None)
-
-
-class _ignore_worker_id:
-    """A picklable worker_init_fn calling fn() (DataLoader passes the worker id)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, worker_id: int) -> None:
-        self.fn()
+                      worker_init_fn=init)
 
 
 # The original's defaults per family (its models' mean()/std()): the ResNet-based ones use
@@ -597,11 +587,9 @@ def format_eval(result: dict, split: str) -> str:
 
 
 def load_for_eval(args, runtime: Runtime):
-    """A model with the weights of --pretrained, for test.py."""
+    """A model with the weights of --pretrained (test.py checks that it is given), for test.py."""
     args.no_imagenet_pretrained = True
     model, arch = build(args)
-    if not args.pretrained:                  # opts.validate_args says so first for test.py
-        raise UserError('test.py needs --pretrained CHECKPOINT')
     report = load_pretrained(model, args.pretrained, trust=args.trust_checkpoint,
                              new_classifier=False)   # a fresh classifier evaluates nothing
     return wrap_model(model, args, runtime), arch, report

@@ -66,9 +66,10 @@ class _WarningsToLog(logging.Handler):
             self.handleError(record)
 
 
-def attach_warnings(path: str) -> None:
+def attach_warnings(path: str, worker_id: int | None = None) -> None:
     """Send this process's warnings to `path` (idempotent: a forked worker already has it).
-    Also the DataLoader workers' init function (see utils.engine.make_loader)."""
+    Also the DataLoader workers' init function (see utils.engine.make_loader), which DataLoader
+    calls with the worker id (unused)."""
     root = logging.getLogger()
     if not any(isinstance(h, _WarningsToLog) and h.path == path for h in root.handlers):
         root.addHandler(_WarningsToLog(path))
