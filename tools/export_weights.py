@@ -19,17 +19,17 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import save  # noqa: E402
 
 from models import load_pretrained  # noqa: E402
 from models.checkpoint_file import load_file  # noqa: E402
 from opts import arg_parser, validate_args  # noqa: E402
+from utils.checkpoint import atomic_write  # noqa: E402
 from utils.dataset_config import DATASET_CONFIG  # noqa: E402
 
 
@@ -75,17 +75,8 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
                 value = content[key]
                 meta[key] = json.dumps(value.item() if hasattr(value, 'item') else value)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.safetensors')
-    os.close(fd)
-    try:                                 # written whole or not at all, like the checkpoints
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(out, save(state, metadata=meta),   # whole or not at all, as checkpoints
+                 'free some space or write it elsewhere')
     return (f'wrote {out}: {len(state)} tensors of {arch} ({args.num_classes} classes, '
             f'{os.path.getsize(out) / 2**20:.1f} MiB); {report}')
 

@@ -12,21 +12,28 @@ from utils.errors import UserError, disk_full, is_disk_full, set_resume_checkpoi
 
 
 def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash, a Ctrl-C or a
-    full disk mid-write leaves the previous file intact, never a truncated one.
+    """torch.save to a temporary file in the same folder, then rename (see atomic_write).
 
     The checkpoint is serialised in memory and written with Python's own file calls, so a full
     disk is an OSError (ENOSPC) that becomes one line naming the file (torch's zip writer
     reports it as an opaque "unexpected pos" RuntimeError).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.pth.tar')
+    atomic_write(path, buffer.getbuffer(),
+                 'free some space or choose another --logdir, then resume with --resume')
+
+
+def atomic_write(path: str, data, todo: str) -> None:
+    """Write bytes to a temporary file in the same folder, then rename: a crash, a Ctrl-C or a
+    full disk mid-write leaves the previous file intact, never a truncated one. A full disk is
+    one line naming the file and whether the previous one is intact, then ``todo``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.splitext(path)[1])
     try:
         with os.fdopen(fd, 'wb') as f:
-            f.write(buffer.getbuffer())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -36,8 +43,7 @@ def atomic_save(obj, path: str) -> None:
         if is_disk_full(exc):
             kept = (f'the previous {os.path.basename(path)} is intact'
                     if os.path.isfile(path) else 'nothing was written')
-            raise disk_full(path, f'{kept}; free some space or choose another --logdir, then '
-                                  f'resume with --resume') from None
+            raise disk_full(path, f'{kept}; {todo}') from None
         raise
 
 

@@ -130,16 +130,6 @@ def may_generate_synthetic(args) -> bool:
             or os.path.normpath(args.datadir) in SYNTHETIC_DIRS)
 
 
-def require_labels(dataset, args, split: str) -> None:
-    """Training and validation need a label on every line; a list without them would crash
-    mid-epoch (training) or measure nothing (validation)."""
-    if any(r.label < 0 for r in dataset.records):
-        list_file = os.path.join(args.datadir, get_dataset_config(args.dataset)[f'{split}_list'])
-        use = 'training' if split == 'train' else 'validation'
-        raise UserError(f'{list_file} has no labels, and {use} needs them; give each line as '
-                        f'`path start end label`')
-
-
 def num_classes_of(args) -> int:
     """Classes of the dataset: from its configuration, or counted in its label file."""
     cfg = get_dataset_config(args.dataset)
@@ -457,12 +447,10 @@ def fit(args, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {args.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
-    with reading_user_files():
+    with reading_user_files():              # train and val lists must be labelled (list_file)
         val_set = build_dataset(args, 'val', train=False)
-        require_labels(val_set, args, 'val')
         train_set = None if args.evaluate else build_dataset(args, 'train', train=True)
     if train_set is not None:
-        require_labels(train_set, args, 'train')
         # Each process gets len // world_size videos (DistributedSampler drops the rest), and
         # its loader drops an incomplete last batch.
         if len(train_set) // runtime.world_size < per_process_batch(args, runtime):

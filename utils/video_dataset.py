@@ -3,7 +3,8 @@
 A list file has one video a line: `relative/path start_frame end_frame [label]` (1-based,
 inclusive frame numbers; test lists may have no label; utils/list_file.py defines the
 format). The dataset turns a line into a clip: record -> frame indices (utils.sampling) ->
-frames (utils.storage) -> clip transform (utils.transforms) -> uint8 tensor (C, T, H, W), or (V, C, T, H, W) for V evaluation views.
+frames (utils.storage) -> clip transform (utils.transforms) -> uint8 tensor (C, T, H, W), or
+(V, C, T, H, W) for V evaluation views.
 """
 import logging
 import os
