@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
+from utils.runtime import Runtime
+
 
 # ----------------------------------------------------------------------------- samplers
 
@@ -128,7 +130,6 @@ def _spawned(local_rank: int, worker, args, nproc: int, node_rank: int, world_si
 def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, args,
              nproc: int, notes):
     """Join the process group as `rank` and run worker(args, runtime, notes)."""
-    from utils.engine import Runtime
     use_cuda = torch.cuda.is_available() and args.device != 'cpu'
     backend = args.dist_backend or ('nccl' if use_cuda else 'gloo')
     if use_cuda:

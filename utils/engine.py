@@ -9,7 +9,6 @@ import functools
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,27 +21,11 @@ from utils.checkpoint import resume, save_checkpoint
 from utils.errors import UserError, reading_user_files, set_resume_checkpoint
 from utils.dataset_config import get_dataset_config
 from utils.list_file import read_categories
+from utils.runtime import Runtime
 from utils.run_log import RunLog, attach_warnings, current_log_path, make_folder
 from utils.storage import FrameReadError
 from utils.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from utils.video_dataset import build_dataset, clip_length, input_channels
-
-
-@dataclass
-class Runtime:
-    """Where this process runs: its device and, under distribution, its place in the group."""
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    data_parallel: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def keep_freed_memory() -> bool:
