@@ -6,16 +6,21 @@ returns notes about options that the chosen model or mode ignores, and about omi
 whose default here is not the original's.
 """
 import argparse
+import dataclasses
 import os
 
+from models import FAMILIES, ModelConfig, family
+from models.temporal import TEMPORAL_OPTIONS
+from utils.config import (FLOW_LENGTH, Config, DataConfig, DistConfig, EvalConfig, OptimConfig,
+                          RunConfig, capped_workers)
 from utils.dataset_config import DATASET_CONFIG
+from utils.storage import STORAGE_KINDS
 
-BACKBONES = ['resnet', 'inception_v1', 'i3d_resnet', 's3d_resnet', 'i3d', 's3d',
-             'r3d', 'mc3', 'r2plus1d']
-TWO_D_BACKBONES = ('resnet', 'inception_v1')
-
-
-FLOW_LENGTH = 5          # x/y pairs stacked per sampled frame, as TSN
+# Every default is the configs' (utils/config.py, models/config.py): written once.
+DEFAULTS = {f.name: f.default for kind in (ModelConfig, DataConfig, OptimConfig, EvalConfig,
+                                           RunConfig, DistConfig)
+            for f in dataclasses.fields(kind) if f.default is not dataclasses.MISSING}
+D = DEFAULTS
 
 # Options that define the experiment whose default here differs from the original code's
 # (its opts.py): a command that omits them gets a note saying so.
@@ -62,39 +67,39 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     m = p.add_argument_group('model')
-    m.add_argument('--backbone_net', default='resnet', choices=BACKBONES,
+    m.add_argument('--backbone_net', default=D['backbone_net'], choices=sorted(FAMILIES),
                    help='model family (the original code defaulted to s3d)')
-    m.add_argument('-d', '--depth', default=18, type=int, choices=[18, 34, 50, 101, 152],
+    m.add_argument('-d', '--depth', default=D['depth'], type=int, choices=[18, 34, 50, 101, 152],
                    help='ResNet depth (resnet, i3d_resnet, s3d_resnet, r3d, mc3, r2plus1d); '
                         'ignored by the Inception-based families')
-    m.add_argument('--dropout', default=0.5, type=float, help='dropout ratio before the classifier')
+    m.add_argument('--dropout', default=D['dropout'], type=float, help='dropout ratio before the classifier')
     m.add_argument('--without_t_stride', action='store_true',
                    help='keep the frame count: no temporal stride in the 3D models (i3d and s3d '
                         'still pool time with stride 1, as the original), no temporal pooling '
                         'between stages in the 2D ones (mc3 never reduces time)')
-    m.add_argument('--pooling_method', default='max', choices=['avg', 'max'],
+    m.add_argument('--pooling_method', default=D['pooling_method'], choices=['avg', 'max'],
                    help='pooling between stages: of time for resnet and inception_v1, of every '
                         'pool (space and time) for i3d and s3d; ignored by i3d_resnet and '
                         's3d_resnet (a max-pool stem, as the original) and r3d, mc3, r2plus1d')
     m.add_argument('--dw_t_conv', action='store_true',
                    help='depthwise temporal convs (s3d, s3d_resnet only)')
-    m.add_argument('--temporal_module_name', default=None, choices=['TSN', 'TAM', 'TSM'],
+    m.add_argument('--temporal_module_name', default=None, choices=sorted(TEMPORAL_OPTIONS),
                    help='temporal module of the 2D models (default TSN); ignored by 3D models')
-    m.add_argument('--blending_frames', default=3, type=int, help='TAM: frames blended')
-    m.add_argument('--blending_method', default='sum', choices=['sum', 'max'],
+    m.add_argument('--blending_frames', default=D['blending_frames'], type=int, help='TAM: frames blended')
+    m.add_argument('--blending_method', default=D['blending_method'], choices=['sum', 'max'],
                    help='TAM: how the blended frames are combined')
     m.add_argument('--no_dw_conv', action='store_true',
                    help='TAM: full 1x1 convs instead of depthwise ones')
-    m.add_argument('--shift_div', default=8, type=int,
+    m.add_argument('--shift_div', default=D['shift_div'], type=int,
                    help='TSM: 1/shift_div of the channels shift each way in time')
     m.add_argument('--show_model', action='store_true',
                    help='print the model, its parameters and conv MACs (GFLOPs), and exit')
 
     d = p.add_argument_group('data')
-    d.add_argument('--dataset', default='synthetic', choices=sorted(DATASET_CONFIG),
+    d.add_argument('--dataset', default=D['dataset'], choices=sorted(DATASET_CONFIG),
                    help='dataset (list file names, classes, frame names; the original code '
                         'defaulted to st2stv2)')
-    d.add_argument('--datadir', default='data/synthetic',
+    d.add_argument('--datadir', default=D['datadir'],
                    help='dataset root holding the list files and the frame folders; for '
                         '--dataset synthetic without lists there, the synthetic dataset is '
                         'generated at data/synthetic or data/synthetic_flow, elsewhere only '
@@ -102,9 +107,9 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     d.add_argument('--make_synthetic', action='store_true',
                    help='--dataset synthetic: generate the synthetic dataset in a --datadir '
                         'that has no lists, whatever its path')
-    d.add_argument('--groups', default=8, type=int,
+    d.add_argument('--groups', default=D['groups'], type=int,
                    help='frames per clip (the original code defaulted to 16)')
-    d.add_argument('--frames_per_group', default=1, type=int,
+    d.add_argument('--frames_per_group', default=D['frames_per_group'], type=int,
                    help='uniform sampling: frames per segment (one is kept); '
                         'dense sampling: the stride between frames')
     d.add_argument('--dense_sampling', action='store_true',
@@ -115,19 +120,19 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                         'segment instead of one random offset shared by all segments')
     d.add_argument('--threed_data', action='store_true',
                    help='kept for old command lines: every model takes (B, C, T, H, W)')
-    d.add_argument('--input_size', default=224, type=int, help='crop size fed to the model')
+    d.add_argument('--input_size', default=D['input_size'], type=int, help='crop size fed to the model')
     d.add_argument('--disable_scaleup', action='store_true',
                    help='evaluation: resize the shorter side to input_size, not input_size*256/224')
-    d.add_argument('--augmentor_ver', default='v1', choices=['v1', 'v2'],
+    d.add_argument('--augmentor_ver', default=D['augmentor_ver'], choices=['v1', 'v2'],
                    help='training augmentation: v1 multi-scale crop (TSN), '
                         'v2 random shorter side in --scale_range then random crop')
     d.add_argument('--scale_range', default=None, type=int, nargs=2,
                    help='augmentor v2: range of the shorter side '
                         '(default [256, 320] scaled by input_size/224)')
-    d.add_argument('--modality', default='rgb', choices=['rgb', 'flow'],
+    d.add_argument('--modality', default=D['modality'], choices=['rgb', 'flow'],
                    help='rgb frames, or optical flow stored as <frame>_x.jpg/<frame>_y.jpg '
                         'grey pairs (TSN convention)')
-    d.add_argument('--flow_length', default=FLOW_LENGTH, type=int,
+    d.add_argument('--flow_length', default=D['flow_length'], type=int,
                    help='flow: consecutive x/y pairs stacked at each sampled frame, giving '
                         '2*flow_length input channels (5 as in TSN; 1 for I3D-style flow)')
     d.add_argument('--mean', type=float, nargs='+', default=None,
@@ -138,46 +143,48 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='per-channel std (0-1 scale, RGB order); default as the original: '
                         'ImageNet (0.229 0.224 0.225) for rgb and their mean (0.226) for flow '
                         'for the ResNet families, 0.5 for inception_v1, i3d and s3d')
-    d.add_argument('--use_lmdb', action='store_true',
-                   help='read frames from the LMDB databases <datadir>/<split>.lmdb written by '
-                        'tools/build_lmdb.py (same list files)')
+    d.add_argument('--storage', default=None, choices=STORAGE_KINDS,
+                   help='where the frames come from: folders of JPEG frames (default), lmdb: '
+                        'the databases <datadir>/<split>.lmdb written by tools/build_lmdb.py '
+                        '(same list files), video: the video files named in the list files, '
+                        'decoded with PyAV (no extraction step)')
+    d.add_argument('--use_lmdb', action='store_true', help='the same as --storage lmdb')
     d.add_argument('--video_backend', default='frames', choices=['frames', 'pyav'],
-                   help='frames: JPEG folders (or --use_lmdb); pyav: decode the video files '
-                        'named in the list files directly (no extraction step)')
-    d.add_argument('--video_short_side', default=0, type=int,
-                   help='pyav: resize decoded frames to this shorter side first, as '
+                   help='pyav: the same as --storage video')
+    d.add_argument('--video_short_side', default=D['video_short_side'], type=int,
+                   help='--storage video: resize decoded frames to this shorter side first, as '
                         'tools/extract_frames.py --short_side does (0: decoded size)')
     d.add_argument('--exclude_list', default=None, type=str,
                    help='file of videos to leave out of every split: the bad-entries file of '
                         'tools/check_dataset.py (a list line, a tab, the reason), a list file, '
                         'or one video path a line')
-    d.add_argument('-j', '--workers', default=2, type=int,
+    d.add_argument('-j', '--workers', default=D['workers'], type=int,
                    help=('data loading processes per node, split among its processes'
                          if distributed else 'data loading processes')
                    + '; at most the CPUs this process may use, unless --no_worker_cap')
     d.add_argument('--no_worker_cap', action='store_true',
                    help='start -j workers even when they outnumber the CPUs')
-    d.add_argument('--max_bad_ratio', default=0.01, type=float,
+    d.add_argument('--max_bad_ratio', default=D['max_bad_ratio'], type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
                         '(unreadable ones are replaced and counted up to then)')
 
     t = p.add_argument_group('training')
-    t.add_argument('-b', '--batch-size', default=8, type=int,
+    t.add_argument('-b', '--batch-size', default=D['batch_size'], type=int,
                    help='GLOBAL batch: clips per iteration summed over all processes of all '
                         'nodes, split evenly among them (an error if it does not divide)'
                    if distributed else 'clips per iteration (train.py: across all GPUs)')
-    t.add_argument('--lr', default=0.01, type=float, help='initial learning rate')
-    t.add_argument('--lr_scheduler', default='cosine',
+    t.add_argument('--lr', default=D['lr'], type=float, help='initial learning rate')
+    t.add_argument('--lr_scheduler', default=D['lr_scheduler'],
                    choices=['step', 'multisteps', 'cosine', 'plateau'], help='learning-rate schedule')
-    t.add_argument('--lr_steps', default=[15, 30, 45], type=float, nargs='+',
+    t.add_argument('--lr_steps', default=list(D['lr_steps']), type=float, nargs='+',
                    help='step: decay every lr_steps[0] epochs; multisteps: epochs to decay at')
-    t.add_argument('--momentum', default=0.9, type=float, help='SGD momentum')
+    t.add_argument('--momentum', default=D['momentum'], type=float, help='SGD momentum')
     t.add_argument('--nesterov', action='store_true', help='Nesterov momentum')
-    t.add_argument('--weight-decay', '--wd', default=5e-4, type=float, help='weight decay')
-    t.add_argument('--epochs', default=50, type=int, help='epochs to train')
-    t.add_argument('--start-epoch', default=0, type=int,
+    t.add_argument('--weight-decay', '--wd', default=D['weight_decay'], type=float, help='weight decay')
+    t.add_argument('--epochs', default=D['epochs'], type=int, help='epochs to train')
+    t.add_argument('--start-epoch', default=D['start_epoch'], type=int,
                    help='epoch to start at (overridden by --resume)')
-    t.add_argument('--resume', default='', type=str,
+    t.add_argument('--resume', default=D['resume'], type=str,
                    help='checkpoint to resume from (model, optimizer, scheduler, epoch, RNG)')
     t.add_argument('--pretrained', default=None, type=str,
                    help='weights to start from (train.py) or to evaluate (test.py)')
@@ -193,14 +200,14 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='clip the gradient norm to this value')
     t.add_argument('--amp', action='store_true',
                    help='mixed precision: bf16 autocast on CPU; on CUDA see --amp_dtype')
-    t.add_argument('--amp_dtype', default='fp16', choices=['fp16', 'bf16'],
+    t.add_argument('--amp_dtype', default=D['amp_dtype'], choices=['fp16', 'bf16'],
                    help='CUDA autocast type (fp16 uses a gradient scaler); CPU always uses bf16')
-    t.add_argument('--seed', default=0, type=int, help='random seed')
+    t.add_argument('--seed', default=Config.seed, type=int, help='random seed')
     t.add_argument('-e', '--evaluate', action='store_true',
                    help='train.py: only evaluate --pretrained/--resume on the validation set')
 
     r = p.add_argument_group('runtime')
-    r.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+    r.add_argument('--device', default=D['device'], choices=['auto', 'cpu', 'cuda'],
                    help='auto picks CUDA when available')
     r.add_argument('--gpu', default=None, type=int,
                    help='GPU id to use (default: all visible GPUs with DataParallel)')
@@ -211,20 +218,20 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                         '(slower: large buffers are mapped from the OS again every step)')
     r.add_argument('--disable_cudnn_benchmark', action='store_true',
                    help='turn off cudnn autotuning (for exact reproducibility on GPU)')
-    r.add_argument('--logdir', default='logs', type=str,
+    r.add_argument('--logdir', default=D['logdir'], type=str,
                    help='where logs, checkpoints and scores go (under <logdir>/<arch_name>/)')
-    r.add_argument('--print-freq', '-p', default=20, type=int,
+    r.add_argument('--print-freq', '-p', default=D['print_freq'], type=int,
                    help='iterations between lines in the text log')
 
     e = p.add_argument_group('evaluation (test.py)')
-    e.add_argument('--num_crops', default=1, type=int, choices=[1, 3, 5, 10],
+    e.add_argument('--num_crops', default=D['num_crops'], type=int, choices=[1, 3, 5, 10],
                    help='spatial crops per clip: 1 centre, 3 left/centre/right, '
                         '5 corners+centre, 10 = 5 and their flips')
-    e.add_argument('--num_clips', default=1, type=int, help='clips per video')
-    e.add_argument('--eval_split', default='val', choices=['val', 'test'],
+    e.add_argument('--num_clips', default=D['num_clips'], type=int, help='clips per video')
+    e.add_argument('--eval_split', default=D['eval_split'], choices=['val', 'test'],
                    help='test.py: the list to evaluate (the original test.py took the test list '
                         'unless -e was given)')
-    e.add_argument('--view_fusion', default='logits', choices=['logits', 'softmax'],
+    e.add_argument('--view_fusion', default=D['view_fusion'], choices=['logits', 'softmax'],
                    help='how the views of a video are combined into its scores: logits '
                         'averages their logits (as the original test.py; the score files hold '
                         'mean logits), softmax averages their class probabilities (score rows '
@@ -232,15 +239,25 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
 
     dist = p.add_argument_group('distributed (train_dist.py)')
     dist.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm (CUDA only)')
-    dist.add_argument('--world-size', default=-1, type=int, help='number of nodes (see train_dist.py)')
-    dist.add_argument('--rank', default=-1, type=int, help='node rank')
-    dist.add_argument('--dist-url', default='tcp://127.0.0.1:23456', type=str,
+    dist.add_argument('--world-size', default=D['world_size'], type=int, help='number of nodes (see train_dist.py)')
+    dist.add_argument('--rank', default=D['rank'], type=int, help='node rank')
+    dist.add_argument('--dist-url', default=D['dist_url'], type=str,
                       help='rendezvous address')
     dist.add_argument('--dist-backend', default=None, type=str,
                       help='nccl on CUDA, gloo on CPU by default')
     dist.add_argument('--multiprocessing-distributed', action='store_true',
                       help='spawn one process per GPU on this node')
     return p
+
+
+def parse_config(parser: argparse.ArgumentParser, argv=None, entrypoint: str = 'train'
+                 ) -> tuple[Config, list, argparse.Namespace]:
+    """Parse the command line, validate it (`validate_args`) and freeze it into a Config;
+    returns the config, the notes for the user and the namespace (for entrypoint actions such
+    as --show_model)."""
+    args = parser.parse_args(argv)
+    notes = validate_args(args, entrypoint)
+    return Config.from_args(args), notes, args
 
 
 def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
@@ -262,9 +279,7 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
         fail('-b/--batch-size must be at least 1')
     if args.flow_length < 1:
         fail('--flow_length must be at least 1')
-    if args.video_backend == 'pyav' and (args.use_lmdb or args.modality == 'flow'):
-        fail('--video_backend pyav reads rgb video files; it does not combine with '
-             '--use_lmdb or --modality flow')
+    storage = check_storage(args, fail)
     if args.num_crops == 10 and not cfg['flip']:
         fail(f'--num_crops 10 includes flipped crops, which change the labels of '
              f'--dataset {args.dataset}; use 1, 3 or 5')
@@ -289,32 +304,15 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
             fail('--device cuda was asked for but CUDA is not available')
 
     notes = original_default_notes(args, entrypoint)
-    cap = cap_workers(args)
-    if cap:
-        notes.append(cap)
+    workers = capped_workers(args.workers, args.no_worker_cap)   # what Config.from_args takes
+    if workers < args.workers:
+        notes.append(f'-j {args.workers} is more than the {workers} CPUs this process may use: '
+                     f'starting {workers} workers (--no_worker_cap starts {args.workers})')
     if args.modality == 'rgb' and args.flow_length != FLOW_LENGTH:
         notes.append('--flow_length is ignored for rgb input')
-    if args.video_backend != 'pyav' and args.video_short_side:
-        notes.append('--video_short_side is ignored without --video_backend pyav')
-    is_2d = args.backbone_net in TWO_D_BACKBONES
-    if not is_2d and args.temporal_module_name is not None:
-        notes.append(f'--temporal_module_name is ignored by {args.backbone_net} (a 3D model)')
-    if is_2d and args.temporal_module_name is None:
-        args.temporal_module_name = 'TSN'
-    if args.temporal_module_name != 'TAM' and (args.no_dw_conv or args.blending_frames != 3
-                                               or args.blending_method != 'sum'):
-        notes.append('--blending_frames/--blending_method/--no_dw_conv are ignored without TAM')
-    if args.dw_t_conv and args.backbone_net not in ('s3d', 's3d_resnet'):
-        notes.append(f'--dw_t_conv is ignored by {args.backbone_net}')
-    if args.backbone_net in ('inception_v1', 'i3d', 's3d') and args.depth != 18:
-        notes.append(f'-d/--depth is ignored by {args.backbone_net}')
-    if args.backbone_net in ('r3d', 'mc3', 'r2plus1d') and args.pooling_method != 'max':
-        notes.append(f'--pooling_method is ignored by {args.backbone_net} (it has no pooling layer)')
-    if args.backbone_net in ('i3d_resnet', 's3d_resnet') and args.pooling_method != 'max':
-        notes.append(f'--pooling_method is ignored by {args.backbone_net} (its stem pool is a '
-                     f'max pool, as in the original code, and it pools time by strided convs)')
-    if args.backbone_net == 'mc3' and args.without_t_stride:
-        notes.append('--without_t_stride changes nothing for mc3 (its layers never reduce time)')
+    if storage != 'video' and args.video_short_side:
+        notes.append('--video_short_side is ignored without --storage video')
+    notes += ignored_model_options(args)
     if args.threed_data:
         notes.append('--threed_data is ignored: every model takes (B, C, T, H, W)')
     if args.sync_bn and entrypoint != 'train_dist':
@@ -350,23 +348,44 @@ def original_default_notes(args: argparse.Namespace, entrypoint: str) -> list:
     return notes
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, else the CPU count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+def check_storage(args: argparse.Namespace, fail) -> str:
+    """The storage --storage, --use_lmdb and --video_backend pyav name (one kind, however
+    spelled); an error for two different ones or a combination it cannot read."""
+    asked = {k for k in (args.storage, 'lmdb' if args.use_lmdb else None,
+                         'video' if args.video_backend == 'pyav' else None) if k}
+    if len(asked) > 1:
+        fail(f'--storage/--use_lmdb/--video_backend name different storages '
+             f'({", ".join(sorted(asked))}); give one')
+    storage = asked.pop() if asked else 'folders'
+    if storage == 'video' and args.modality == 'flow':
+        fail('--storage video (--video_backend pyav) reads rgb video files; it does not combine '
+             'with --modality flow')
+    return storage
 
 
-def cap_workers(args: argparse.Namespace) -> str | None:
-    """-j beyond the usable CPUs only adds processes that compete for them (and memory): cap
-    it, as the original did, and say so; --no_worker_cap keeps it."""
-    cpus = usable_cpus()
-    if args.workers <= cpus or getattr(args, 'no_worker_cap', False):
-        return None
-    asked, args.workers = args.workers, cpus
-    return (f'-j {asked} is more than the {cpus} CPUs this process may use: starting {cpus} '
-            f'workers (--no_worker_cap starts {asked})')
+def ignored_model_options(args: argparse.Namespace) -> list:
+    """Notes for the model options given another value than their default that the family
+    (models.registry: what it reads) or the temporal module do not read."""
+    fam = family(args.backbone_net)
+    defaults = ModelConfig.family_option_defaults()
+    temporal = args.temporal_module_name or 'TSN'
+    notes = []
+    if not fam.is_2d and args.temporal_module_name is not None:
+        notes.append(f'--temporal_module_name is ignored by {fam.name} (a 3D model)')
+    for name, options in TEMPORAL_OPTIONS.items():
+        unread = [o for o in options if name != temporal and getattr(args, o) != defaults[o]]
+        if unread:
+            notes.append(f'{"/".join("--" + o for o in unread)} '
+                         f'{"is" if len(unread) == 1 else "are"} ignored without {name}')
+    temporal_opts = {o for opts in TEMPORAL_OPTIONS.values() for o in opts}
+    for option, default in defaults.items():
+        if (option in temporal_opts or option == 'temporal_module_name' or fam.reads(option)
+                or getattr(args, option) == default):
+            continue
+        flag = '-d/--depth' if option == 'depth' else f'--{option}'
+        why = fam.ignored.get(option)
+        notes.append(f'{flag} is ignored by {fam.name}' + (f' ({why})' if why else ''))
+    return notes
 
 
 # (option, attribute, lowest, lowest allowed?, highest or None, highest allowed?)

@@ -13,10 +13,11 @@ import os
 
 import numpy as np
 
-from opts import arg_parser, validate_args
+from opts import arg_parser, parse_config
 from utils.distributed import add_launch_options, launch, wants_distribution
 from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
                           select_device, setup_process)
+from utils.config import Config
 from utils.errors import UserError, reading_user_files, run_main
 from utils.list_file import read_categories
 from utils.run_log import RunLog, make_folder
@@ -55,22 +56,22 @@ def main(argv=None) -> dict | None:
     (--nproc_per_node N) or --world-size/--rank/--dist-url as in train_dist.py, every process
     evaluates its share of the videos and rank 0 gathers the scores and writes the files;
     returns the result in the process that ran rank 0 (None where mp.spawn started it)."""
-    args = test_parser().parse_args(argv)
-    notes = validate_args(args, 'test')
-    if not args.pretrained:                  # before any data is generated or read
+    cfg, notes, _ = parse_config(test_parser(), argv, 'test')
+    if not cfg.run.pretrained:               # before any data is generated or read
         raise UserError('test.py needs --pretrained CHECKPOINT, the weights to evaluate')
-    if wants_distribution(args):
-        return launch(test_worker, args, notes, global_batch=False)
-    return test_worker(args, Runtime(device=select_device(args)), notes)
+    if wants_distribution(cfg):
+        return launch(test_worker, cfg, notes, global_batch=False)
+    return test_worker(cfg, Runtime(device=select_device(cfg.run)), notes)
 
 
-def test_worker(args, runtime: Runtime, notes) -> dict | None:
-    setup_process(args, runtime.device)
+def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
+    setup_process(cfg.run, runtime.device)
     if runtime.is_main:
-        make_folder(args.logdir)             # a --logdir in the way stops before any data work
-    prepare_data(args, runtime)
-    model, arch, report = load_for_eval(args, runtime)
-    folder = os.path.join(args.logdir, run_name(args, arch))
+        make_folder(cfg.run.logdir)          # a --logdir in the way stops before any data work
+    cfg = prepare_data(cfg, runtime)
+    views = cfg.eval
+    model, arch, report = load_for_eval(cfg, runtime)
+    folder = os.path.join(cfg.run.logdir, run_name(cfg, arch))
     log = RunLog(folder, tensorboard=False, enabled=runtime.is_main)
     for note in notes:
         log.info(f'note: {note}')
@@ -79,24 +80,22 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
         log.info(f'distributed evaluation: {runtime.world_size} processes, each video once')
 
     with reading_user_files():
-        dataset = build_dataset(args, args.eval_split, train=False, num_clips=args.num_clips,
-                                num_crops=args.num_crops)
-    views = args.num_clips * args.num_crops
-    # -b bounds the views in one forward pass (per process); a loader batch holds whole videos.
-    loader = make_loader(dataset, args, runtime, train=False,
-                         batch_size=max(1, args.batch_size // views))
-    log.info(f'{views} views a video fused by averaging their '
-             f'{"logits" if args.view_fusion == "logits" else "softmax probabilities"} '
-             f'(--view_fusion {args.view_fusion})')
-    result = evaluate(model, loader, args, runtime, log, desc=f'test {views} views',
+        dataset = build_dataset(cfg.data, views.eval_split, train=False, views=views,
+                                seed=cfg.seed)
+    loader = make_loader(dataset, cfg.data, runtime, train=False,
+                         batch_size=views.videos_per_batch(cfg.optim.batch_size))
+    log.info(f'{views.views} views a video fused by averaging their '
+             f'{"logits" if views.view_fusion == "logits" else "softmax probabilities"} '
+             f'(--view_fusion {views.view_fusion})')
+    result = evaluate(model, loader, cfg, runtime, log, desc=f'test {views.views} views',
                       keep_scores=True)
     if not runtime.is_main:                  # rank 0 has every video's scores and writes
         log.close()
         return result
 
-    tag = f'{args.eval_split}_{args.num_clips}clips_{args.num_crops}crops'
+    tag = views.tag
     np.save(os.path.join(folder, f'{tag}_scores.npy'), result['scores'])
-    label_file = os.path.join(args.datadir, 'categories.txt')
+    label_file = os.path.join(cfg.data.datadir, 'categories.txt')
     names = read_categories(label_file) if os.path.isfile(label_file) else []
     csv_path = os.path.join(folder, f'{tag}_predictions.csv')
     write_predictions(csv_path, dataset, result, names)
@@ -104,11 +103,11 @@ def test_worker(args, runtime: Runtime, notes) -> dict | None:
     ok = (result['labels'] >= 0) & (result['bad_mask'] == 0)
     if ok.any():
         result['mean_class_acc'] = mean_class_accuracy(result['scores'][ok], result['labels'][ok])
-        log.info(f'{args.eval_split}: {views} views ({args.num_clips} clips x {args.num_crops} '
-                 f'crops) top1 {result["top1"]:.2f} top5 {result["top5"]:.2f} mean class '
+        log.info(f'{views.eval_split}: {views.views} views ({views.num_clips} clips x '
+                 f'{views.num_crops} crops) top1 {result["top1"]:.2f} top5 {result["top5"]:.2f} mean class '
                  f'accuracy {result["mean_class_acc"]:.2f} on {result["count"]} videos')
     else:
-        log.info(f'{args.eval_split}: the list has no labels; predictions only')
+        log.info(f'{views.eval_split}: the list has no labels; predictions only')
     if result['bad']:
         log.info(f'{result["bad"]} unreadable videos were skipped and are NOT in the accuracy')
     log.info(f'scores: {os.path.join(folder, tag + "_scores.npy")}\npredictions: {csv_path}')

@@ -14,7 +14,7 @@ Launch styles (the README has copy-paste commands):
 -b is the global batch size, split evenly across all processes (an error if it does not
 divide); -j is the number of loader workers per node, split across its processes.
 """
-from opts import arg_parser, validate_args
+from opts import arg_parser, parse_config
 from utils.distributed import add_launch_options, launch
 from utils.engine import fit
 from utils.errors import run_main
@@ -29,9 +29,8 @@ def dist_parser():
 
 
 def main(argv=None):
-    args = dist_parser().parse_args(argv)
-    notes = validate_args(args, 'train_dist')
-    return launch(fit, args, notes, global_batch=True)     # every rank runs fit
+    cfg, notes, _ = parse_config(dist_parser(), argv, 'train_dist')
+    return launch(fit, cfg, notes, global_batch=True)      # every rank runs fit
 
 
 if __name__ == '__main__':

@@ -70,8 +70,8 @@ def init_conv(conv: nn.Module) -> None:
 
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start);
-    TAMs then take their own start (the identity), which the generic conv init would overwrite."""
-    from models.temporal import TAM  # models.temporal does not import this module
+    then every module with an `init_own_weights()` (TAM: the identity) takes its own start,
+    which the generic conv init would overwrite."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             init_conv(m)
@@ -82,8 +82,8 @@ def init_weights(model: nn.Module) -> None:
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
     for m in model.modules():
-        if isinstance(m, TAM):
-            m.reset_parameters()
+        if hasattr(m, 'init_own_weights'):
+            m.init_own_weights()
 
 
 def set_input_channels(model: nn.Module, channels: int) -> nn.Module:

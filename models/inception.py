@@ -50,7 +50,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.blocks import Conv3d, TemporalPool, frames_to_batch, init_weights, pooled_frames
-from models.registry import register, time_suffix
+from models.config import ModelConfig
+from models.registry import register
 from models.temporal import TAM, make_temporal_module, temporal_arch_suffix
 from models.weights import original_layout
 
@@ -307,39 +308,41 @@ def check_original_inception(state: dict[str, torch.Tensor], model: nn.Module) -
     return None
 
 
-@register('i3d')
-def build_i3d(args) -> tuple[nn.Module, str]:
+@register('i3d', dims=3, imagenet='inception', options=('without_t_stride', 'pooling_method'))
+def build_i3d(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """I3D (Carreira & Zisserman 2017): Inception-v1 with every k x k conv inflated to k x k x k."""
     conv1 = ConvUnit(3, 64, 7, stride=(1, 2, 2), padding=3, dims=3)
-    pools = pools_3d(not args.without_t_stride, args.pooling_method, last_kernel=3)
-    model = InceptionV1(conv1, partial(ConvUnit, dims=3), 3, args.num_classes, args.dropout,
-                        args.groups, pools)
-    return model, 'i3d' + time_suffix(args)
+    pools = pools_3d(not cfg.without_t_stride, cfg.pooling_method, last_kernel=3)
+    model = InceptionV1(conv1, partial(ConvUnit, dims=3), 3, cfg.num_classes, cfg.dropout,
+                        cfg.frames, pools)
+    return model, 'i3d'
 
 
-@register('s3d')
-def build_s3d(args) -> tuple[nn.Module, str]:
+@register('s3d', dims=3, imagenet='inception',
+          options=('without_t_stride', 'pooling_method', 'dw_t_conv'))
+def build_s3d(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """S3D (Xie et al. 2018): I3D with k x k x k convs split into 1 x k x k then k x 1 x 1.
 
     The stem is a plain 3x7x7 conv rather than a separable 7x7x7 one, and the pool before
     inception5a is 2x2x2. ``--dw_t_conv`` makes the temporal k x 1 x 1 convs depthwise.
     """
-    depthwise = getattr(args, 'dw_t_conv', False)
+    depthwise = cfg.dw_t_conv
     conv1 = ConvUnit(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), dims=3)
-    pools = pools_3d(not args.without_t_stride, args.pooling_method, last_kernel=2)
-    model = InceptionV1(conv1, partial(separable_unit, depthwise=depthwise), 3, args.num_classes,
-                        args.dropout, args.groups, pools)
-    return model, ('s3d-dw' if depthwise else 's3d') + time_suffix(args)
+    pools = pools_3d(not cfg.without_t_stride, cfg.pooling_method, last_kernel=2)
+    model = InceptionV1(conv1, partial(separable_unit, depthwise=depthwise), 3, cfg.num_classes,
+                        cfg.dropout, cfg.frames, pools)
+    return model, 's3d-dw' if depthwise else 's3d'
 
 
-@register('inception_v1')
-def build_inception_v1(args) -> tuple[nn.Module, str]:
+@register('inception_v1', dims=2, imagenet='inception',
+          options=('without_t_stride', 'pooling_method', 'temporal_module_name'))
+def build_inception_v1(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """2D Inception-v1 on every frame with TSN (none), TAM or TSM after every conv and Inception block."""
     temporal = None
-    if args.temporal_module_name != 'TSN':
+    if cfg.temporal_module_name != 'TSN':
         def temporal(channels: int, frames: int) -> nn.Module | None:
-            return make_temporal_module(args.temporal_module_name, channels, frames, args)
+            return make_temporal_module(cfg.temporal_module_name, channels, frames, cfg)
     model = InceptionV1(ConvUnit(3, 64, 7, stride=2, padding=3, dims=2), partial(ConvUnit, dims=2), 2,
-                        args.num_classes, args.dropout, args.groups,
-                        pools_2d(not args.without_t_stride, args.pooling_method), temporal)
-    return model, f'inception_v1-{temporal_arch_suffix(args)}' + time_suffix(args)
+                        cfg.num_classes, cfg.dropout, cfg.frames,
+                        pools_2d(not cfg.without_t_stride, cfg.pooling_method), temporal)
+    return model, f'inception_v1-{temporal_arch_suffix(cfg)}'

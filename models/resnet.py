@@ -31,7 +31,8 @@ import torch
 import torch.nn as nn
 
 from models.blocks import Conv3d, TemporalPool, frames_to_batch, init_weights, pooled_frames
-from models.registry import register, time_suffix
+from models.config import ModelConfig
+from models.registry import register
 from models.temporal import make_temporal_module, temporal_arch_suffix
 from models.weights import original_layout
 
@@ -77,7 +78,27 @@ def r2plus1d_mid(cin: int, cout: int) -> int:
 
 # ----------------------------------------------------------------------------- residual blocks
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """A block's frame: the temporal module (TAM/TSM, 2D models) on its input, its `residual`
+    path, the shortcut (`downsample` where the shape changes), ReLU of the sum. A block
+    registers its convs first, then `add_shortcut` (the order of modules is that of the weight
+    initialisation's random draws, and of the state_dict's keys)."""
+
+    def add_shortcut(self, downsample: nn.Module | None, temporal: nn.Module | None) -> None:
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.tam = temporal
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = x if self.tam is None else self.tam(x)
+        return self.relu(self.residual(out) + identity)
+
+
+class BasicBlock(ResidualBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, conv: Callable, stride: int = 1, t_stride: int = 1,
@@ -88,19 +109,13 @@ class BasicBlock(nn.Module):
         # torchvision's R(2+1)D uses one middle width for both convs of a block.
         self.conv1, self.bn1 = conv(inplanes, planes, stride, t_stride, mid), bn(planes)
         self.conv2, self.bn2 = conv(planes, planes, 1, 1, mid), bn(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.tam = temporal
+        self.add_shortcut(downsample, temporal)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = x if self.tam is None else self.tam(x)
-        out = self.relu(self.bn1(self.conv1(out)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, conv: Callable, stride: int = 1, t_stride: int = 1,
@@ -112,20 +127,13 @@ class Bottleneck(nn.Module):
         self.conv1, self.bn1 = conv1x1(inplanes, planes, 1, bias=False), bn(planes)
         self.conv2, self.bn2 = conv(planes, planes, stride, t_stride, mid), bn(planes)
         self.conv3, self.bn3 = conv1x1(planes, planes * 4, 1, bias=False), bn(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.tam = temporal
+        self.add_shortcut(downsample, temporal)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = x if self.tam is None else self.tam(x)
-        out = self.relu(self.bn1(self.conv1(out)))
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
 
-
-# ----------------------------------------------------------------------------- the network
 
 class ResNet(nn.Module):
     """A ResNet whose 3x3 slots, stem and time handling are given (see the module docstring).
@@ -264,87 +272,98 @@ def stem_pool3d() -> nn.Module:
 
 # ----------------------------------------------------------------------------- the families
 
-def _depth(args) -> int:
-    if args.depth not in DEPTHS:
-        raise SystemExit(f'error: --backbone_net {args.backbone_net} needs -d/--depth in '
-                         f'{sorted(DEPTHS)}, not {args.depth}')
-    return args.depth
+STEM_POOL_NOTE = ('its stem pool is a max pool, as in the original code, and it pools time by '
+                  'strided convs')
+NO_POOL_NOTE = 'it has no pooling layer'
+
+def _depth(cfg: ModelConfig) -> int:
+    if cfg.depth not in DEPTHS:
+        raise SystemExit(f'error: --backbone_net {cfg.backbone_net} needs -d/--depth in '
+                         f'{sorted(DEPTHS)}, not {cfg.depth}')
+    return cfg.depth
 
 
-@register('resnet')
-def build_resnet(args) -> tuple[nn.Module, str]:
+@register('resnet', dims=2, imagenet='resnet',
+          options=('depth', 'without_t_stride', 'pooling_method', 'temporal_module_name'))
+def build_resnet(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """2D ResNet on every frame with TSN (none), TAM or TSM; time max/avg-pooled after layers 1-3."""
-    depth, t = _depth(args), args.groups
+    depth, t = _depth(cfg), cfg.frames
     temporal = None
-    if args.temporal_module_name != 'TSN':
+    if cfg.temporal_module_name != 'TSN':
         def temporal(channels: int, frames: int) -> nn.Module:
-            return make_temporal_module(args.temporal_module_name, channels, frames, args)
+            return make_temporal_module(cfg.temporal_module_name, channels, frames, cfg)
     pools = clips = None
-    if not args.without_t_stride:
+    if not cfg.without_t_stride:
         clips = original_2d_stage_frames(t, temporal is not None)
-        pools = [TemporalPool(c, args.pooling_method) for c in clips[:3]]
-    model = ResNet(depth, args.num_classes, [conv2d] * 4,
+        pools = [TemporalPool(c, cfg.pooling_method) for c in clips[:3]]
+    model = ResNet(depth, cfg.num_classes, [conv2d] * 4,
                    nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
                    nn.MaxPool2d(3, 2, 1), t, dims=2, t_strides=[1, 1, 1], time_pools=pools,
-                   stage_frames=clips, temporal=temporal, dropout=args.dropout)
-    return model, f'resnet{depth}-{temporal_arch_suffix(args)}' + time_suffix(args)
+                   stage_frames=clips, temporal=temporal, dropout=cfg.dropout)
+    return model, f'resnet{depth}-{temporal_arch_suffix(cfg)}'
 
 
-def _resnet3d(args, convs, stem, stem_bn, stem_pool, mid_width=None, t_strides=None, frame_logits=True):
-    t_stride = 1 if args.without_t_stride else 2
-    return ResNet(_depth(args), args.num_classes, convs, stem, stem_bn, stem_pool, args.groups, dims=3,
+def _resnet3d(cfg: ModelConfig, convs, stem, stem_bn, stem_pool, mid_width=None, t_strides=None,
+              frame_logits=True):
+    t_stride = 1 if cfg.without_t_stride else 2
+    return ResNet(_depth(cfg), cfg.num_classes, convs, stem, stem_bn, stem_pool, cfg.frames, dims=3,
                   t_strides=t_strides or [t_stride] * 3, frame_logits=frame_logits,
-                  mid_width=mid_width, dropout=args.dropout)
+                  mid_width=mid_width, dropout=cfg.dropout)
 
 
 def _stem_3x7x7() -> nn.Module:
     return Conv3d(3, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
 
 
-@register('i3d_resnet')
-def build_i3d_resnet(args) -> tuple[nn.Module, str]:
+@register('i3d_resnet', dims=3, imagenet='resnet', options=('depth', 'without_t_stride'),
+          ignored={'pooling_method': STEM_POOL_NOTE})
+def build_i3d_resnet(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """The study's ResNet3D: 3x3x3 convs; with t-stride time is halved by layers 2-4 as space is."""
-    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
-    return model, f'i3d_resnet{args.depth}' + ('-nots' if args.without_t_stride else '')
+    model = _resnet3d(cfg, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
+    return model, f'i3d_resnet{cfg.depth}'
 
 
-@register('s3d_resnet')
-def build_s3d_resnet(args) -> tuple[nn.Module, str]:
+@register('s3d_resnet', dims=3, imagenet='resnet', options=('depth', 'without_t_stride', 'dw_t_conv'),
+          ignored={'pooling_method': STEM_POOL_NOTE})
+def build_s3d_resnet(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """The study's separable ResNet3D: each 3x3x3 conv split into 1x3x3 -> BN -> ReLU -> 3x1x1."""
-    conv = partial(conv_factored, depthwise=getattr(args, 'dw_t_conv', False))
-    model = _resnet3d(args, [conv] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
-    dw = '-dw' if getattr(args, 'dw_t_conv', False) else ''
-    return model, f's3d_resnet{args.depth}{dw}' + ('-nots' if args.without_t_stride else '')
+    conv = partial(conv_factored, depthwise=cfg.dw_t_conv)
+    model = _resnet3d(cfg, [conv] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), stem_pool3d())
+    return model, f's3d_resnet{cfg.depth}' + ('-dw' if cfg.dw_t_conv else '')
 
 
-@register('r3d')
-def build_r3d(args) -> tuple[nn.Module, str]:
+@register('r3d', dims=3, imagenet='resnet', options=('depth', 'without_t_stride'),
+          ignored={'pooling_method': NO_POOL_NOTE})
+def build_r3d(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """ResNet3D of Tran et al. (torchvision's r3d_18): 3x3x3 convs, no stem pool."""
-    model = _resnet3d(args, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), None, frame_logits=False)
-    return model, f'r3d{args.depth}' + ('-nots' if args.without_t_stride else '')
+    model = _resnet3d(cfg, [conv3d] * 4, _stem_3x7x7(), nn.BatchNorm3d(64), None, frame_logits=False)
+    return model, f'r3d{cfg.depth}'
 
 
-@register('mc3')
-def build_mc3(args) -> tuple[nn.Module, str]:
+@register('mc3', dims=3, imagenet='resnet', options=('depth',),
+          ignored={'pooling_method': NO_POOL_NOTE,
+                   'without_t_stride': 'it changes nothing: its layers never reduce time'})
+def build_mc3(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """MC3 of Tran et al. (torchvision's mc3_18): 3D convs in layer 1, 1x3x3 convs above.
 
     Time is never reduced by layers 2-4 (their convs are 2D), so ``--without_t_stride`` changes nothing.
     """
-    model = _resnet3d(args, [conv3d] + [conv3d_no_temporal] * 3, _stem_3x7x7(), nn.BatchNorm3d(64), None,
+    model = _resnet3d(cfg, [conv3d] + [conv3d_no_temporal] * 3, _stem_3x7x7(), nn.BatchNorm3d(64), None,
                       t_strides=[1, 1, 1], frame_logits=False)
-    return model, f'mc3{args.depth}'
+    return model, f'mc3{cfg.depth}'
 
 
-@register('r2plus1d')
-def build_r2plus1d(args) -> tuple[nn.Module, str]:
+@register('r2plus1d', dims=3, imagenet='resnet', options=('depth', 'without_t_stride'),
+          ignored={'pooling_method': NO_POOL_NOTE})
+def build_r2plus1d(cfg: ModelConfig) -> tuple[nn.Module, str]:
     """R(2+1)D of Tran et al. (torchvision's r2plus1d_18): every 3x3x3 conv factored into a
     1x3x3 conv to M channels, BN, ReLU and a 3x1x1 conv, M chosen to keep the parameter count."""
     stem = nn.Sequential(Conv3d(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
                          nn.BatchNorm3d(45), nn.ReLU(inplace=True),
                          Conv3d(45, 64, (3, 1, 1), 1, (1, 0, 0), bias=False))
-    model = _resnet3d(args, [conv_factored] * 4, stem, nn.BatchNorm3d(64), None, mid_width=r2plus1d_mid,
+    model = _resnet3d(cfg, [conv_factored] * 4, stem, nn.BatchNorm3d(64), None, mid_width=r2plus1d_mid,
                       frame_logits=False)
-    return model, f'r2plus1d{args.depth}' + ('-nots' if args.without_t_stride else '')
+    return model, f'r2plus1d{cfg.depth}'
 
 
 # ----------------------------------------------------------------------------- the original's S3D-ResNet keys

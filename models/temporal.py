@@ -69,8 +69,9 @@ class TAM(nn.Module):
             return [self.prev_se, self.curr_se, self.next_se]
         return list(self.blending_layers)
 
-    def reset_parameters(self) -> None:
-        """Start as the identity on non-negative inputs: the current frame weighted 1, neighbours 0."""
+    def init_own_weights(self) -> None:
+        """(models.blocks.init_weights calls it after the generic init.)
+        Start as the identity on non-negative inputs: the current frame weighted 1, neighbours 0."""
         for offset, layer in zip(self.offsets, self.weights_for_offsets()):
             w = layer.fc1.weight
             nn.init.zeros_(w)
@@ -118,23 +119,29 @@ class TemporalShift(nn.Module):
         return f'frames={self.frames}, shift_div={self.shift_div}'
 
 
-def make_temporal_module(name: str, channels: int, frames: int, args) -> nn.Module | None:
-    """The temporal module ``--temporal_module_name`` names for a block input of this size."""
+# The ModelConfig options each temporal module reads (the others are ignored, with a note).
+TEMPORAL_OPTIONS = {'TSN': (), 'TAM': ('blending_frames', 'blending_method', 'no_dw_conv'),
+                    'TSM': ('shift_div',)}
+
+
+def make_temporal_module(name: str, channels: int, frames: int, cfg) -> nn.Module | None:
+    """The temporal module ``--temporal_module_name`` names for a block input of this size
+    (`cfg`: a models.config.ModelConfig)."""
     if name == 'TSN':
         return None
     if name == 'TAM':
-        return TAM(channels, frames, args.blending_frames, args.blending_method,
-                   depthwise=not args.no_dw_conv)
+        return TAM(channels, frames, cfg.blending_frames, cfg.blending_method,
+                   depthwise=not cfg.no_dw_conv)
     if name == 'TSM':
-        return TemporalShift(channels, frames, getattr(args, 'shift_div', 8))
+        return TemporalShift(channels, frames, cfg.shift_div)
     raise SystemExit(f'error: unknown --temporal_module_name {name!r} (TSN, TAM or TSM)')
 
 
-def temporal_arch_suffix(args) -> str:
+def temporal_arch_suffix(cfg) -> str:
     """``TSN``, ``TAM-b3-sum`` or ``TSM-s8``: the temporal part of a 2D model's arch name."""
-    name = args.temporal_module_name
+    name = cfg.temporal_module_name
     if name == 'TAM':
-        return f'TAM-b{args.blending_frames}-{args.blending_method}' + ('-nodw' if args.no_dw_conv else '')
+        return f'TAM-b{cfg.blending_frames}-{cfg.blending_method}' + ('-nodw' if cfg.no_dw_conv else '')
     if name == 'TSM':
-        return f'TSM-s{getattr(args, "shift_div", 8)}'
+        return f'TSM-s{cfg.shift_div}'
     return name

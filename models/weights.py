@@ -192,11 +192,6 @@ def inflate_state_dict(model: nn.Module, state2d: dict[str, torch.Tensor]) -> tu
     return out, left
 
 
-def imagenet_family(backbone_net: str) -> str:
-    """Which ImageNet 2D network a family starts from: 'inception' (GoogLeNet) or 'resnet'."""
-    return 'inception' if backbone_net in ('inception_v1', 'i3d', 's3d') else 'resnet'
-
-
 def find_imagenet_file(family: str, depth: int | None = None) -> str | None:
     """A torchvision ImageNet file in the torch hub cache, if one is there."""
     pattern = IMAGENET_FILES[family].format(depth=depth)

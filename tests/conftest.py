@@ -12,6 +12,21 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+def make_config(*argv, num_classes: int | None = None, entrypoint: str = 'train'):
+    """The Config a command line gives (parsed, validated, frozen, as the entrypoints do), for
+    `num_classes` classes when given."""
+    from opts import arg_parser, parse_config
+    cfg, _, _ = parse_config(arg_parser(), [str(a) for a in argv], entrypoint)
+    return cfg.with_classes(num_classes) if num_classes else cfg
+
+
+def model_config(groups: int = 8, **kw):
+    """A models.config.ModelConfig of `groups` frames (the keyword older tests used), the other
+    fields as given or their defaults."""
+    from models.config import ModelConfig
+    return ModelConfig(frames=groups, **kw)
+
+
 def write_video(folder: str, frames: int, h: int = 24, w: int = 32, seed: int = 0,
                 tmpl: str = '{:05d}.jpg', start: int = 1) -> None:
     """A video of `frames` JPEGs whose frame k has mean brightness growing with k."""

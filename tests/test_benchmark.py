@@ -1,12 +1,12 @@
-"""tools/benchmark.py: the fast pipeline gives the PIL baseline's clip, and both commands run.
+"""tools/benchmark.py: the fast pipeline gives the PIL baseline's clip (tools/bench_baseline.py),
+and both commands run.
 
 Tiny and fast: correctness and output keys only, never timings.
 """
 import numpy as np
 import torch
 
-from conftest import write_video
-from tools import benchmark
+from tools import bench_baseline, benchmark
 from utils.storage import FolderStorage
 from utils.transforms import IMAGENET_MEAN, IMAGENET_STD, crop, normalize, resize
 
@@ -34,7 +34,7 @@ def test_fast_clip_matches_pil_baseline_for_fixed_crop(tmp_path):
     fast = resize(crop(frames, *box), (size, size)).permute(1, 0, 2, 3)         # (C, T, h, w)
     fast = normalize(fast[None], IMAGENET_MEAN, IMAGENET_STD)[0]
     paths = [storage.frame_path('v', n) for n in numbers]
-    base = benchmark.baseline_train_clip(paths, box, size, False)
+    base = bench_baseline.baseline_train_clip(paths, box, size, False)
     assert fast.shape == base.shape == (3, 4, size, size)
     assert fast.dtype == base.dtype == torch.float32
     diff = (fast - base).abs()
@@ -42,10 +42,10 @@ def test_fast_clip_matches_pil_baseline_for_fixed_crop(tmp_path):
     assert diff.mean() < 0.02, diff.mean()
     assert diff.max() < 0.1, diff.max()
     # A different crop is far away: the comparison does see the crop.
-    other = benchmark.baseline_train_clip(paths, (0, 0, 36, 42), size, False)
+    other = bench_baseline.baseline_train_clip(paths, (0, 0, 36, 42), size, False)
     assert (fast - other).abs().mean() > 10 * diff.mean()
     # The flip is a flip of the same clip.
-    flipped = benchmark.baseline_train_clip(paths, box, size, True)
+    flipped = bench_baseline.baseline_train_clip(paths, box, size, True)
     assert torch.allclose(flipped, base.flip(-1))
 
 
@@ -75,3 +75,24 @@ def test_data_and_model_commands_return_results(tmp_path, frame_dataset):
         assert row['train_peak_mem_mb'] > 0
         assert 'train_mfu' not in row                      # MFU is reported on CUDA only
     assert model['rows'][0]['train_speedup'] == 1.0
+
+
+def test_model_benchmark_times_the_engine_training_step(monkeypatch):
+    """Train mode runs utils.engine.train_step (scaler, --clip_gradient and all) with each
+    mode's config: --amp and --channels_last replaced, every other option the command line's."""
+    from utils import engine
+    seen = []
+    real = engine.train_step
+
+    def spy(model, clips, labels, optimizer, scaler, cfg):
+        seen.append((cfg.run.amp, cfg.run.channels_last, cfg.optim.clip_gradient,
+                     cfg.model.num_classes, clips.dtype, tuple(clips.shape)))
+        return real(model, clips, labels, optimizer, scaler, cfg)
+    monkeypatch.setattr(engine, 'train_step', spy)
+    model = benchmark.main(['model', '--backbone_net', 'resnet', '-d', '18', '--groups', '2',
+                            '--input_size', '32', '-b', '2', '--steps', '1', '--warmup', '0',
+                            '--device', 'cpu', '--num_classes', '3', '--clip_gradient', '1',
+                            '--modes', 'fp32 eager', 'amp+channels_last', '--quiet'])
+    assert [r['mode'] for r in model['rows']] == ['fp32 eager', 'amp+channels_last']
+    assert seen == [(False, False, 1.0, 3, torch.uint8, (2, 3, 2, 32, 32)),
+                    (True, True, 1.0, 3, torch.uint8, (2, 3, 2, 32, 32))]

@@ -18,6 +18,7 @@ import torch
 from conftest import ROOT
 from models import build_model, load_imagenet, load_pretrained
 from models.checkpoint_file import SAFE_GLOBALS, load_file
+from conftest import make_config
 from opts import arg_parser
 from utils.checkpoint import resume, save_checkpoint
 
@@ -132,11 +133,10 @@ def training_checkpoint(tmp_path, scheduler_kind='cosine'):
     torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 2, 32, 32)),
                                       torch.tensor([0, 1])).backward()
     optimizer.step()                    # momentum buffers in the optimizer's state
-    args = arg_parser().parse_args(TINY)
-    args.num_classes = 2
+    options = make_config(*TINY, num_classes=2).options
     return save_checkpoint(str(tmp_path), epoch=1, arch='resnet18', model=model,
                            optimizer=optimizer, scheduler=scheduler, scaler=None, best_top1=12.5,
-                           is_best=False, args=args), model, optimizer, scheduler
+                           is_best=False, options=options), model, optimizer, scheduler
 
 
 @pytest.mark.parametrize('scheduler_kind', ['cosine', 'multisteps', 'plateau'])

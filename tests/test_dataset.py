@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from opts import arg_parser, validate_args
+from conftest import make_config
+from utils.config import EvalConfig
 from utils.dataset_config import DATASET_CONFIG, get_dataset_config
 from utils.errors import UserError
 from utils.video_dataset import (ListFileError, build_dataset, parse_list_file,
@@ -12,11 +13,9 @@ from utils.video_dataset import (ListFileError, build_dataset, parse_list_file,
 
 
 def args_for(datadir, *extra):
-    args = arg_parser().parse_args(['--datadir', datadir, '--input_size', '16', '--groups', '4',
-                                    *extra])
-    validate_args(args)
-    args.num_classes = 2
-    return args
+    """The data options of this command line, for 2 classes."""
+    return make_config('--datadir', datadir, '--input_size', '16', '--groups', '4', *extra,
+                       num_classes=2).data
 
 
 # The original code's table (IBM/action-recognition-pytorch utils/dataset_config.py):
@@ -78,13 +77,11 @@ def test_splits_read_the_datasets_list_names_and_separator(frame_dataset, tmp_pa
     with open(os.path.join(frame_dataset, 'train.txt'), 'w') as f:
         f.write('videos/air drumming 1;1;10;0\n' + '\n'.join(lines) + '\n')
     args = args_for(frame_dataset, '--dataset', 'kinetics400')
-    args.num_classes = 2
     with pytest.raises(ListFileError, match='no video left .*shorter than 30'):
         build_dataset(args, 'train', train=True)
     with open(os.path.join(frame_dataset, 'mini_train.txt'), 'w') as f:
         f.write('videos/air drumming 1 1 10 0\nvideos/v1 1 11 1\n')
     args = args_for(frame_dataset, '--dataset', 'mini_moments')
-    args.num_classes = 2
     ds = build_dataset(args, 'train', train=True)
     assert [r.path for r in ds.records] == ['videos/air drumming 1', 'videos/v1']
     assert ds[0]['clip'].shape == (3, 4, 16, 16)
@@ -115,7 +112,7 @@ def test_train_sample_deterministic_per_epoch_and_index(frame_dataset):
 
 def test_eval_views_and_frame_order(frame_dataset):
     args = args_for(frame_dataset)
-    ds = build_dataset(args, 'val', train=False, num_clips=2, num_crops=3)
+    ds = build_dataset(args, 'val', train=False, views=EvalConfig(num_clips=2, num_crops=3))
     s = ds[5]
     assert s['clip'].shape == (6, 3, 4, 16, 16)
     # frame brightness grows with the frame number, so the sampled frames are in order
@@ -158,7 +155,7 @@ def test_eval_views_are_the_originals_frames_and_crops(frame_dataset):
     which is 0 (not the centre row 1)."""
     from PIL import Image
     from utils.transforms import resize
-    ds = build_dataset(args_for(frame_dataset), 'val', train=False, num_clips=2, num_crops=3)
+    ds = build_dataset(args_for(frame_dataset), 'val', train=False, views=EvalConfig(num_clips=2, num_crops=3))
     views = ds[5]['clip']                                          # (6, C, T, 16, 16)
     folder = os.path.join(frame_dataset, 'videos', 'v5')
     for c, frames in enumerate(([1, 5, 9, 13], [2, 6, 10, 14])):
@@ -198,7 +195,7 @@ def test_flow_clip_stacks_x_y_pairs_of_consecutive_frames(flow_dataset, train):
     s = ds[4]                                                    # 13 flow frames
     clip = s['clip'][0] if not train else s['clip']
     assert clip.shape == (6, 4, 16, 16) and clip.dtype == torch.uint8
-    rng = np.random.default_rng([args.seed, 0, 4]) if train else None
+    rng = np.random.default_rng([0, 0, 4]) if train else None
     # 11 positions: a stack of 3 starting at the last one still ends at frame 13
     idx = sample_indices(13 - 2, 4, 1, False, train, rng)[0]
     for t, i in enumerate(idx):
@@ -221,7 +218,7 @@ def test_flipped_flow_views_negate_x(flow_dataset, monkeypatch):
     views 0-4, and flipping flow negates its x component (255 - x); y is unchanged."""
     monkeypatch.setitem(DATASET_CONFIG['synthetic'], 'flip', True)
     args = args_for(flow_dataset, '--modality', 'flow', '--flow_length', '2', '--num_crops', '10')
-    views = build_dataset(args, 'val', train=False, num_crops=10)[0]['clip'].int()
+    views = build_dataset(args, 'val', train=False, views=EvalConfig(num_crops=10))[0]['clip'].int()
     assert views.shape == (10, 4, 4, 16, 16)
     assert torch.equal(views[5:, 0::2], 255 - views[:5, 0::2].flip(-1))
     assert torch.equal(views[5:, 1::2], views[:5, 1::2].flip(-1))

@@ -62,7 +62,7 @@ def spawn2(port):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     """8 training videos; 5 validation and 7 test videos, neither divisible by 2 processes."""
-    from tools.make_synthetic_dataset import generate
+    from utils.synthetic import generate
     root = str(tmp_path_factory.mktemp('dist') / 'data')
     generate(root, seed=0, videos_per_class=2, val_per_class=1, height=32, width=40,
              min_frames=8, max_frames=10, classes=4, progress=False)
@@ -278,7 +278,7 @@ def one_step(rank: int, world_size: int, port: int, out: str) -> None:
     """One SGD step through the engine (wrap_model, per_process_batch, make_loader,
     train_one_epoch): rank 0 saves the weights."""
     import torch.distributed as dist
-    from opts import arg_parser
+    from opts import arg_parser, parse_config
     from utils.engine import (Runtime, make_loader, make_optimizer, per_process_batch,
                               train_one_epoch, wrap_model)
     from utils.run_log import RunLog
@@ -286,18 +286,18 @@ def one_step(rank: int, world_size: int, port: int, out: str) -> None:
     if world_size > 1:
         dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                                 world_size=world_size, rank=rank)
-    args = arg_parser().parse_args(['-b', '8', '-j', '0', '--lr', '0.5', '--epochs', '1',
-                                    '--weight-decay', '1e-3'])
+    cfg, _, _ = parse_config(arg_parser(), ['-b', '8', '-j', '0', '--lr', '0.5', '--epochs', '1',
+                                            '--weight-decay', '1e-3'])
     runtime = Runtime(device=torch.device('cpu'), rank=rank, world_size=world_size)
-    model = wrap_model(tiny_model(), args, runtime)
+    model = wrap_model(tiny_model(), cfg, runtime)
     assert isinstance(model, torch.nn.parallel.DistributedDataParallel) == (world_size > 1)
-    loader = make_loader(ToyClips(), args, runtime, train=True,
-                         batch_size=per_process_batch(args, runtime))
+    loader = make_loader(ToyClips(), cfg.data, runtime, train=True,
+                         batch_size=per_process_batch(cfg.optim.batch_size, runtime))
     assert len(loader) == 1 and loader.batch_size == 8 // world_size
     loader.generator.manual_seed(0)
     if hasattr(loader.sampler, 'set_epoch'):
         loader.sampler.set_epoch(0)
-    train_one_epoch(model, loader, make_optimizer(model, args), None, args, runtime, 0,
+    train_one_epoch(model, loader, make_optimizer(model, cfg.optim), None, cfg, runtime, 0,
                     RunLog(None, enabled=False))
     if rank == 0:
         bare = model.module if world_size > 1 else model

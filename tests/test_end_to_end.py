@@ -9,7 +9,7 @@ import torch
 
 import test as test_entry
 import train as train_entry
-from tools.make_synthetic_dataset import generate
+from utils.synthetic import generate
 
 
 @pytest.fixture(scope='module')

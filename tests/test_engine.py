@@ -9,17 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from opts import arg_parser, validate_args
-from utils.engine import (Runtime, evaluate, fuse_views, fused_loss, input_stats,
-                          make_scheduler)
+from conftest import make_config
+from utils.engine import Runtime, evaluate, fuse_views, fused_loss, make_scheduler
 from utils.run_log import RunLog
 from utils.transforms import normalize
 
 
 def parse(*argv):
-    args = arg_parser().parse_args(list(argv))
-    validate_args(args)
-    return args
+    return make_config(*argv)
+
+
+def input_stats(cfg):
+    """The per-channel mean and std a configuration normalises with, as lists."""
+    return list(cfg.data.mean), list(cfg.data.std)
 
 
 # ----------------------------------------------------------------------------- view fusion
@@ -75,7 +77,7 @@ def views_batch():
 def test_evaluate_fuses_views_by_the_rule_and_scores_what_it_fused(rule):
     argv = ['--mean', '0', '--std', str(1 / 255), '-b', '4']   # views split in 4 + 2
     args = parse(*argv, *(['--view_fusion', rule] if rule != 'logits' else []))
-    assert args.view_fusion == rule                 # logits is the default
+    assert args.eval.view_fusion == rule            # logits is the default
     assert torch.equal(normalize(views_batch()[0]['clip'].flatten(0, 1), *input_stats(args)
                                  )[:, :2, 0, 0, 0].view(2, 3, 2), LOGITS)
     result = evaluate(ViewLogits(), views_batch(), args, Runtime(torch.device('cpu')),
@@ -134,14 +136,15 @@ def test_given_mean_and_std_override_and_broadcast():
 def lrs_as_fit_steps(args, losses=None) -> list:
     """The learning rate of each epoch, read and stepped as utils.engine.fit does: the lr in
     force during an epoch, then one step after its validation (plateau: on its loss)."""
+    optim = args.optim
     param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=args.lr, momentum=0.9)
-    scheduler = make_scheduler(optimizer, args)
+    optimizer = torch.optim.SGD([param], lr=optim.lr, momentum=0.9)
+    scheduler = make_scheduler(optimizer, optim)
     out = []
-    for epoch in range(args.epochs):
+    for epoch in range(optim.epochs):
         out.append(optimizer.param_groups[0]['lr'])
         optimizer.step()
-        if args.lr_scheduler == 'plateau':
+        if optim.lr_scheduler == 'plateau':
             scheduler.step(losses[epoch])
         else:
             scheduler.step()
@@ -293,12 +296,12 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_no_temporary(tmp_path, mo
 
 def test_synthetic_data_is_generated_only_where_asked_for(tmp_path, monkeypatch):
     import os
-    import tools.make_synthetic_dataset as synthetic
+    from utils import synthetic
     from utils.engine import may_generate_synthetic, prepare_data
-    assert may_generate_synthetic(parse())                           # the default datadir
-    assert may_generate_synthetic(parse('--datadir', './data/synthetic_flow'))
-    assert not may_generate_synthetic(parse('--datadir', 'data/mnie'))
-    assert may_generate_synthetic(parse('--datadir', 'data/mnie', '--make_synthetic'))
+    assert may_generate_synthetic(parse().data)                      # the default datadir
+    assert may_generate_synthetic(parse('--datadir', './data/synthetic_flow').data)
+    assert not may_generate_synthetic(parse('--datadir', 'data/mnie').data)
+    assert may_generate_synthetic(parse('--datadir', 'data/mnie', '--make_synthetic').data)
     made = []
     monkeypatch.setattr(synthetic, 'ensure_synthetic_dataset', lambda root, **kw: made.append(
         synthetic.generate(root, seed=0, videos_per_class=1, val_per_class=1, height=16,
@@ -308,6 +311,5 @@ def test_synthetic_data_is_generated_only_where_asked_for(tmp_path, monkeypatch)
                                          '--make_synthetic'):
         prepare_data(parse('--datadir', target))
     assert not made and not os.path.exists(target)
-    args = parse('--datadir', target, '--make_synthetic')
-    prepare_data(args)
-    assert len(made) == 1 and args.num_classes == 2
+    cfg = prepare_data(parse('--datadir', target, '--make_synthetic'))
+    assert len(made) == 1 and cfg.model.num_classes == cfg.data.num_classes == 2

@@ -1,13 +1,15 @@
 """The Inception-v1 families (i3d, s3d, inception_v1): paper costs, shapes, gradients, options."""
-import argparse
 
 import pytest
 import torch
+
+from conftest import model_config
+from models.config import ModelConfig
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import models.inception as inception
-from models.registry import MODELS
+from models.registry import FAMILIES, MODELS, build_model
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # see conftest.one_thread
 
@@ -15,12 +17,12 @@ pytestmark = pytest.mark.usefixtures('one_thread')   # see conftest.one_thread
 BUILDERS = {'i3d': inception.build_i3d, 's3d': inception.build_s3d, 'inception_v1': inception.build_inception_v1}
 
 
-def make_args(**kw) -> argparse.Namespace:
+def make_args(**kw) -> ModelConfig:
     args = dict(num_classes=174, groups=8, dropout=0.5, without_t_stride=False, pooling_method='max',
                 dw_t_conv=False, temporal_module_name='TSN', blending_frames=3, blending_method='sum',
                 no_dw_conv=False, depth=50, shift_div=8)
     args.update(kw)
-    return argparse.Namespace(**args)
+    return model_config(**args)
 
 
 def params(model: nn.Module) -> int:
@@ -30,7 +32,7 @@ def params(model: nn.Module) -> int:
 def meta_cost(family: str, **kw) -> tuple[int, int, str]:
     """(params, conv MACs of one 8x224x224 clip, arch name), built and run on the meta device."""
     with torch.device('meta'):
-        model, name = BUILDERS[family](make_args(**kw))
+        model, name = build_model(make_args(backbone_net=family, **kw))
         x = torch.empty(1, 3, kw.get('groups', 8), 224, 224)
         with FlopCounterMode(display=False) as mode, torch.no_grad():
             model(x)
@@ -53,6 +55,8 @@ def test_paper_costs(family, n_params, macs, macs_nots, name):
 
 def test_registered_and_names():
     assert all(MODELS[name] is builder for name, builder in BUILDERS.items())
+    assert {name: (f.dims, f.imagenet) for name, f in FAMILIES.items() if name in BUILDERS} == {
+        'i3d': (3, 'inception'), 's3d': (3, 'inception'), 'inception_v1': (2, 'inception')}
     assert meta_cost('i3d', pooling_method='avg', groups=16)[2] == 'i3d-avgpool'
     assert meta_cost('inception_v1', temporal_module_name='TAM')[2] == 'inception_v1-TAM-b3-sum'
 

@@ -2,7 +2,7 @@
 minute: the four motion directions (left/right and up/down are time-reversed pairs, so frame
 order matters), validation accuracy at least twice chance, seeded."""
 import train as train_entry
-from tools.make_synthetic_dataset import generate
+from utils.synthetic import generate
 
 
 def test_tam_learns_motion_direction(tmp_path):

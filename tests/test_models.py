@@ -3,12 +3,14 @@
 Sizes are computed on the meta device (no memory, no compute) and compared with the published
 numbers of ../shared/reference/paper_models.md and of torchvision.
 """
-import argparse
 import json
 import os
 
 import pytest
 import torch
+
+from conftest import model_config
+from models.config import ModelConfig
 import torch.nn.functional as F
 
 from models import MODELS, build_model, count_conv_macs, count_params, load_imagenet, load_pretrained
@@ -18,13 +20,13 @@ from models.weights import inflate_state_dict
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
 
-def make_args(**kw) -> argparse.Namespace:
+def make_args(**kw) -> ModelConfig:
     base = dict(backbone_net='resnet', depth=50, num_classes=174, groups=8, dropout=0.5,
                 without_t_stride=False, pooling_method='max', dw_t_conv=False,
                 temporal_module_name='TSN', blending_frames=3, blending_method='sum',
                 no_dw_conv=False, shift_div=8)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return model_config(**base)
 
 
 def build(**kw):
@@ -496,3 +498,20 @@ def test_rgb_checkpoint_starts_a_flow_model_with_the_cross_modality_stem(tmp_pat
     for c in range(10):
         torch.testing.assert_close(flow.conv1.weight[:, c], rgb.conv1.weight.mean(dim=1))
     torch.testing.assert_close(flow.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
+
+
+def test_build_model_takes_a_parsed_namespace_and_a_config_alike():
+    """Users' scripts call build_model with opts' namespace (the TSN default filled in, the
+    clip length and flow channels derived) or with a ModelConfig; both give the same model."""
+    from opts import arg_parser
+    args = arg_parser().parse_args(['--backbone_net', 'resnet', '--groups', '4',
+                                    '--modality', 'flow', '--flow_length', '2'])
+    with pytest.raises(ValueError, match='set args.num_classes'):
+        build_model(args)
+    args.num_classes = 5
+    with torch.device('meta'):
+        model, arch = build_model(args)
+        same, same_arch = build_model(model_config(groups=4, num_classes=5, input_channels=4))
+    assert arch == same_arch == 'resnet18-TSN'
+    assert model.conv1.in_channels == 4
+    assert [p.shape for p in model.parameters()] == [p.shape for p in same.parameters()]

@@ -11,10 +11,12 @@ Inputs are chosen so that the original's pools differ from torchvision's: 38x38 
 19x19 stem output, which a padded floor-mode 3x3 stride-2 pool takes to 10x10 and an unpadded
 ceil-mode one to 9x9 (likewise 22x22 -> 11 -> 6 or 5).
 """
-import argparse
 
 import pytest
 import torch
+
+from conftest import model_config
+from models.config import ModelConfig
 import torch.nn.functional as F
 
 import models.inception as inception
@@ -264,12 +266,12 @@ def reference_2d(sd, x, t_stride, method, blending_method):
 
 # ----------------------------------------------------------------------------- the tests
 
-def make_args(family, frames, nots, method, classes, **kw):
+def make_args(family, frames, nots, method, classes, **kw) -> ModelConfig:
     args = dict(num_classes=classes, groups=frames, dropout=0.5, without_t_stride=nots, pooling_method=method,
                 dw_t_conv=family == 's3d-dw', temporal_module_name='TSN', blending_frames=3,
                 blending_method='sum', no_dw_conv=False, depth=50, shift_div=8)
     args.update(kw)
-    return argparse.Namespace(**args)
+    return model_config(**args)
 
 
 def build(family, frames, nots, method, classes, **kw):

@@ -9,11 +9,13 @@ F.max_pool*, explicit temporal windows). Inputs are small but chosen so that poo
 matter: 24x24 frames give a 12x12 stem output, where a floor and a ceil-mode 3x3/2 pool differ
 (6 vs 7), and 8 frames, where a floor and a ceil temporal pool differ (4 vs 5).
 """
-import argparse
 import math
 
 import pytest
 import torch
+
+from conftest import model_config
+from models.config import ModelConfig
 import torch.nn.functional as F
 
 from models import build_model, load_pretrained
@@ -26,18 +28,18 @@ SIZE = 24          # see the module docstring
 pytestmark = pytest.mark.usefixtures('one_thread')   # see conftest.one_thread
 
 
-def make_args(**kw) -> argparse.Namespace:
+def make_args(**kw) -> ModelConfig:
     base = dict(backbone_net='resnet', depth=18, num_classes=CLASSES, groups=8, dropout=0.5,
                 without_t_stride=False, pooling_method='max', dw_t_conv=False,
                 temporal_module_name='TSN', blending_frames=3, blending_method='sum',
                 no_dw_conv=False, shift_div=8)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return model_config(**base)
 
 
 # ----------------------------------------------------------------------------- the original's layout
 
-def original_shapes(cfg: argparse.Namespace) -> dict[str, tuple]:
+def original_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     """Key -> shape of the original model's state_dict for these options."""
     kind, counts = DEPTHS[cfg.depth]
     exp = 1 if kind == 'basic' else 4
@@ -286,7 +288,7 @@ def test_original_checkpoint_computes_the_originals_logits(tmp_path, i, kw):
     cfg, sd, model, report = write_and_load(tmp_path, kw, seed=i, prefix='module.' if i % 2 else '')
     assert f'loaded {len(sd)} tensors' in report
     batch = 2 if cfg.backbone_net == 'resnet' else 1    # 2 videos: frames must not mix across them
-    x = torch.randn(batch, 3, cfg.groups, SIZE, SIZE, generator=torch.Generator().manual_seed(100 + i))
+    x = torch.randn(batch, 3, cfg.frames, SIZE, SIZE, generator=torch.Generator().manual_seed(100 + i))
     with torch.no_grad():
         ours, ref = model(x), reference_logits(sd, cfg, x)
     assert ours.shape == (batch, CLASSES)
@@ -300,7 +302,7 @@ def test_dropout_acts_on_every_frame_before_the_classifier(tmp_path, kw):
     """Training-mode dropout as the original: one mask per (video, frame, feature), then fc."""
     cfg, sd, model, _ = write_and_load(tmp_path, kw, seed=1)
     model.dropout.train()                         # BN stays in eval: only dropout is random
-    x = torch.randn(1, 3, cfg.groups, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(1, 3, cfg.frames, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.manual_seed(3)
         ours = model(x)
@@ -334,7 +336,7 @@ MUTATIONS = [
 @pytest.mark.parametrize('name,kw,mutate', MUTATIONS, ids=[m[0] for m in MUTATIONS])
 def test_a_changed_pool_or_shift_is_caught(tmp_path, name, kw, mutate):
     cfg, sd, model, _ = write_and_load(tmp_path, kw, seed=11)
-    x = torch.randn(2, 3, cfg.groups, SIZE, SIZE, generator=torch.Generator().manual_seed(12))
+    x = torch.randn(2, 3, cfg.frames, SIZE, SIZE, generator=torch.Generator().manual_seed(12))
     with torch.no_grad():
         ref = reference_logits(sd, cfg, x)
         assert close(model(x), ref)

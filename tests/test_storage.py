@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from opts import arg_parser, validate_args
+from conftest import make_config
 from tools.build_lmdb import build_split
 from utils.list_file import write_list
-from utils.storage import (DamagedDatabaseError, FolderStorage, FrameReadError, LMDBStorage,
-                           decode_video_record, encode_video_record, lmdb_key)
+from utils.storage import (STORAGE_KINDS, DamagedDatabaseError, FolderStorage, FrameReadError,
+                           FrameStorage, LMDBStorage, NoVideosFoundError, Storage,
+                           VideoMissingError, check_found, decode_video_record,
+                           encode_video_record, lmdb_key, lmdb_path, missing_hint, open_storage)
 from utils.video_dataset import build_dataset
 
 pytest.importorskip('lmdb')
@@ -43,10 +45,11 @@ def test_lmdb_reads_equal_folders(frame_dataset):
     clone = pickle.loads(pickle.dumps(db))
     assert clone._env is None
     np.testing.assert_array_equal(clone.read('videos/v1', [2]), folders.read('videos/v1', [2]))
-    with pytest.raises(FrameReadError, match='key missing'):
+    with pytest.raises(VideoMissingError, match='key missing'):
         db.read('videos/nope', [1])
-    with pytest.raises(FrameReadError, match='frame not in the record'):
+    with pytest.raises(FrameReadError, match='frame not in the record') as err:
         db.read('videos/v0', [11])
+    assert not isinstance(err.value, VideoMissingError)      # the video is there
     db.close()                                  # a process holds one handle per database
     # Resume: a second run skips everything.
     s2 = _build(frame_dataset)
@@ -61,11 +64,9 @@ def test_build_reports_broken_folders(frame_dataset):
 
 
 def _args(datadir, *extra):
-    args = arg_parser().parse_args(['--datadir', datadir, '--input_size', '16', '--groups', '4',
-                                    *extra])
-    validate_args(args)
-    args.num_classes = 2
-    return args
+    """The data options of this command line, for 2 classes."""
+    return make_config('--datadir', datadir, '--input_size', '16', '--groups', '4', *extra,
+                       num_classes=2).data
 
 
 def test_dataset_with_use_lmdb_gives_same_clips(frame_dataset):
@@ -114,7 +115,7 @@ def test_any_name_is_a_key(frame_dataset):
     for name in names:
         np.testing.assert_array_equal(db.read(name, [1, 3]),
                                       FolderStorage(frame_dataset).read(name, [1, 3]))
-    assert db.missing_keys(names + ['videos/v2']) == ['videos/v2']
+    assert db.missing(names + ['videos/v2']) == ['videos/v2']
     db.close()
     assert len(lmdb_key(names[1])) < 511 < len(names[1].encode())
 
@@ -239,3 +240,123 @@ def test_frames_of_different_sizes_are_an_error_naming_the_video(frame_dataset):
     Image.new('RGB', (10, 10)).save(os.path.join(frame_dataset, 'videos', 'v0', '00002.jpg'))
     with pytest.raises(FrameReadError, match=r'videos/v0: frames of different sizes'):
         FolderStorage(frame_dataset).read('videos/v0', [1, 2])
+
+
+# ----------------------------------------------------------------------------- the interface
+
+def test_each_storage_implements_the_protocol(frame_dataset):
+    _build(frame_dataset)
+    folders = open_storage('folders', frame_dataset, 'train')
+    db = open_storage('lmdb', frame_dataset, 'train')
+    try:
+        assert isinstance(folders, FolderStorage) and isinstance(db, LMDBStorage)
+        assert db.path == lmdb_path(frame_dataset, 'train') == \
+            os.path.join(frame_dataset, 'train.lmdb')
+        for storage in (folders, db):
+            assert isinstance(storage, Storage) and isinstance(storage, FrameStorage)
+            assert storage.read('videos/v0', [1, 2]).shape == (2, 24, 32, 3)
+            assert storage.missing(['videos/v0']) == []
+            line = storage.describe()
+            assert isinstance(line, str) and '\n' not in line
+        assert folders.describe() == f'frame folders under {frame_dataset}'
+        assert db.describe() == f'LMDB database {db.path}'
+        np.testing.assert_array_equal(folders.read('videos/v3', [4, 1]),
+                                      db.read('videos/v3', [4, 1]))
+    finally:
+        db.close()
+    assert not isinstance(object(), Storage)
+    with pytest.raises(ValueError, match='unknown storage .*folders, lmdb, video'):
+        open_storage('tape', frame_dataset, 'train')
+    assert STORAGE_KINDS == ('folders', 'lmdb', 'video')
+    with pytest.raises(FileNotFoundError, match='val.lmdb'):          # not built
+        open_storage('lmdb', frame_dataset, 'val')
+
+
+def test_folder_missing_and_missing_vs_unreadable(frame_dataset):
+    import shutil
+    storage = FolderStorage(frame_dataset)
+    shutil.rmtree(os.path.join(frame_dataset, 'videos', 'v2'))
+    with open(os.path.join(frame_dataset, 'a_file'), 'w') as f:       # not a folder
+        f.write('x')
+    paths = [f'videos/v{i}' for i in range(6)] + ['a_file', 'videos/nope']
+    assert storage.missing(paths) == ['videos/v2', 'a_file', 'videos/nope']
+    # Gone: VideoMissingError, with the message it always had (the first frame file).
+    with pytest.raises(VideoMissingError, match=r'videos/v2/00001\.jpg'):
+        storage.read('videos/v2', [1, 2])
+    with pytest.raises(VideoMissingError):
+        storage.read_files('videos/nope', ['00001_x.jpg'], gray=True)
+    # There but unreadable (a frame cut short, a frame absent): plain FrameReadError.
+    with open(os.path.join(frame_dataset, 'videos', 'v1', '00004.jpg'), 'r+b') as f:
+        f.truncate(200)
+    for numbers in ([3, 4], [1, 99]):
+        with pytest.raises(FrameReadError, match='videos/v1/') as err:
+            storage.read('videos/v1', numbers)
+        assert not isinstance(err.value, VideoMissingError), numbers
+
+
+def test_lmdb_missing_and_missing_vs_unreadable(frame_dataset):
+    lst = os.path.join(frame_dataset, 'part.txt')
+    with open(os.path.join(frame_dataset, 'train.txt')) as f:
+        lines = f.readlines()
+    with open(lst, 'w') as f:
+        f.writelines(lines[:4])                                         # v4, v5 not packed
+    path = lmdb_path(frame_dataset, 'train')
+    build_split(frame_dataset, lst, path, quiet=True)
+    import lmdb
+    env = lmdb.open(path, subdir=True)
+    with env.begin(write=True) as txn:                                  # a malformed record
+        txn.put(lmdb_key('videos/v3'), b'not arrow')
+    env.close()
+    db = LMDBStorage(path)
+    try:
+        assert db.missing([f'videos/v{i}' for i in range(6)]) == ['videos/v4', 'videos/v5']
+        with pytest.raises(VideoMissingError, match="no record for video 'videos/v4'"):
+            db.read('videos/v4', [1])
+        with pytest.raises(VideoMissingError):
+            db.get_record('videos/v5')
+        with pytest.raises(FrameReadError, match='not a video record') as err:
+            db.read('videos/v3', [1])
+        assert not isinstance(err.value, VideoMissingError)
+    finally:
+        db.close()
+
+
+def test_check_found_raises_when_none_is_there_and_warns_when_some_are(frame_dataset, caplog):
+    import logging
+    import shutil
+    storage = open_storage('folders', frame_dataset, 'train')
+    hint = missing_hint('folders', frame_dataset, 'train')
+    assert '--datadir' in hint and 'tools/extract_frames.py' in hint
+    paths = [f'videos/v{i}' for i in range(6)]
+    with caplog.at_level(logging.WARNING):
+        check_found(storage, 'train', paths, hint)                     # all there: silent
+    assert not caplog.records
+    shutil.rmtree(os.path.join(frame_dataset, 'videos', 'v0'))
+    with caplog.at_level(logging.WARNING):
+        check_found(storage, 'train', paths, hint)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert message.startswith(storage.describe()) and '1 of 6 videos of the train list are ' \
+        "missing (first: 'videos/v0'); they will be treated as unreadable" in message
+    with pytest.raises(NoVideosFoundError) as err:
+        check_found(storage, 'val', ['videos/x', 'videos/y'], hint)
+    assert isinstance(err.value, FileNotFoundError)
+    assert str(err.value) == (f'{storage.describe()}: none of the 2 videos of the val list is '
+                              f"there (first: 'videos/x'); {hint}")
+    check_found(storage, 'train', [], hint)                             # nothing to check
+
+
+def test_check_found_on_lmdb_closes_the_handle_it_opened(frame_dataset):
+    _build(frame_dataset)
+    storage = open_storage('lmdb', frame_dataset, 'train')
+    hint = missing_hint('lmdb', frame_dataset, 'train')
+    assert hint == (f'build it with: python3 tools/build_lmdb.py --root {frame_dataset} '
+                    f'--split train')
+    check_found(storage, 'train', ['videos/v0', 'videos/v1'], hint)
+    assert storage._env is None                  # workers open their own handle
+    with pytest.raises(NoVideosFoundError, match=r'LMDB database .*train\.lmdb: none of the 1 '
+                                                 r'videos .*build_lmdb\.py'):
+        check_found(storage, 'train', ['videos/elsewhere'], hint)
+    assert storage._env is None
+    assert storage.read('videos/v0', [1]).shape == (1, 24, 32, 3)       # reopens lazily
+    storage.close()

@@ -1,4 +1,5 @@
-"""tools/make_synthetic_dataset.py: layout, determinism, time-reversed pairs, killed runs."""
+"""utils/synthetic.py (and its command line tools/make_synthetic_dataset.py): layout,
+determinism, time-reversed pairs, killed runs."""
 import io
 import os
 import subprocess
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tools.make_synthetic_dataset as synthetic
-from tools.make_synthetic_dataset import (CLASS_NAMES, SPLITS, ensure_synthetic_dataset,
-                                          generate, render_video, video_rng)
+import utils.synthetic as synthetic
+from utils.synthetic import (CLASS_NAMES, SPLITS, ensure_synthetic_dataset, generate,
+                             render_video, video_rng)
 
 TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
                     'make_synthetic_dataset.py')
@@ -236,3 +237,25 @@ def test_flow_faster_than_the_images_hold_is_an_error(tmp_path):
         generate(str(tmp_path / 'f'), seed=0, modality='flow', videos_per_class=1,
                  val_per_class=1, height=128, width=160, min_frames=3, max_frames=3,
                  classes=2, progress=False)
+
+
+def test_library_and_command_line_layers():
+    """The generator is a library (utils/synthetic.py, which imports no tool and has no command
+    line); tools/make_synthetic_dataset.py is its command line."""
+    import tools.make_synthetic_dataset as cli
+    assert cli.generate is synthetic.generate
+    assert not hasattr(synthetic, 'main') and not hasattr(synthetic, 'arg_parser')
+    code = ('import sys, utils.synthetic; '
+            'assert not [m for m in sys.modules if m == "tools" or m.startswith("tools.")]; '
+            'assert "argparse" not in vars(utils.synthetic)')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=root)
+
+
+def test_command_line_runs_from_any_folder_and_reports_errors(tmp_path):
+    """The tool finds the toolkit from its own path (not the working directory), and a bad
+    option is one error line and exit status 1."""
+    out = subprocess.run([sys.executable, TOOL, '--root', str(tmp_path / 'x'), '--classes',
+                          '99', '-q'], capture_output=True, text=True, cwd=str(tmp_path))
+    assert out.returncode == 1 and out.stderr == 'error: classes must be 1..12, got 99\n'
+    assert not (tmp_path / 'x').exists()

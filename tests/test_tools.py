@@ -171,6 +171,34 @@ def test_check_dataset_finds_each_fault(frame_dataset, tmp_path, use_lmdb):
                                                              'videos/v4', 'videos/v5']
 
 
+def test_check_dataset_classifies_by_error_type(frame_dataset, tmp_path, monkeypatch):
+    """A missing video is the VideoMissingError type, whatever the message says; any other
+    FrameReadError is an unreadable one."""
+    from utils.storage import FrameReadError, LMDBStorage, VideoMissingError
+    lst = os.path.join(frame_dataset, 'train.txt')
+    db = str(tmp_path / 'train.lmdb')
+    build_split(frame_dataset, lst, db, quiet=True)
+
+    def get_record(self, path, wanted=None):
+        if path == 'videos/v0':
+            raise VideoMissingError('gone, said without the usual words')
+        if path == 'videos/v1':
+            raise FrameReadError('bad record (key missing, says the text)')
+        return real(self, path, wanted)
+
+    real = LMDBStorage.get_record
+    monkeypatch.setattr(LMDBStorage, 'get_record', get_record)
+    check_dataset._STORAGES.pop(db, None)
+    try:
+        s = check_dataset.check_split(lst, frame_dataset, db, bad_file=str(tmp_path / 'bad.txt'),
+                                      quiet=True)
+    finally:
+        check_dataset._STORAGES.pop(db).close()
+    kinds = {r.path: (kind, reason) for r, kind, reason in s['bad_entries']}
+    assert kinds == {'videos/v0': ('missing video', 'gone, said without the usual words'),
+                     'videos/v1': ('unreadable frame', 'bad record (key missing, says the text)')}
+
+
 def test_extract_frames_reports_a_video_cut_short(tmp_path):
     """A video cut mid-file decodes without an error to fewer frames than its header gives:
     reported as truncated (summary and report, with the path), its frames kept."""

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tools import annotations, extract_frames
-from utils.storage import FolderStorage, FrameReadError
+from utils.storage import (FolderStorage, FrameReadError, FrameStorage, NoVideosFoundError,
+                           Storage, VideoMissingError, check_found, missing_hint, open_storage)
 
 av = pytest.importorskip('av')
 from utils.video_reader import VideoStorage, packet_index  # noqa: E402
@@ -118,12 +119,13 @@ def test_variable_frame_rate_reads_exact_frames(tmp_path, name, codec):
 
 def test_errors_name_the_file(videos):
     storage = VideoStorage(videos)
-    with pytest.raises(FrameReadError, match='gone'):
+    with pytest.raises(VideoMissingError, match='video file not found: .*jump/gone'):
         storage.read('jump/gone', [1])
     with pytest.raises(FileNotFoundError, match='gone.mp4'):
         storage.resolve('jump/gone.mp4')
-    with pytest.raises(FrameReadError, match='broken.mp4'):
+    with pytest.raises(FrameReadError, match='broken.mp4') as err:
         storage.read('run/broken.mp4', [1])
+    assert not isinstance(err.value, VideoMissingError)      # there, but does not decode
     with pytest.raises(FrameReadError, match=r'a\.mp4: frame 13 .* has 12 frames'):
         storage.read('jump/a', [3, 13])
     # Past the end of a long video after a seek: the count comes from sequential decoding.
@@ -188,3 +190,40 @@ def test_other_codecs_decode_sequentially_and_audio_only_files_fail(tmp_path):
     with pytest.raises(FrameReadError, match='audio.mkv: no video stream'):
         storage.read('audio', [1])
     assert annotations.count_video_frames(str(tmp_path / 'audio.mkv')) == (0, 'no video stream')
+
+
+def test_video_storage_implements_the_protocol(videos):
+    storage = open_storage('video', videos, 'train', short_side=24)
+    assert isinstance(storage, VideoStorage) and storage.short_side == 24
+    assert isinstance(storage, Storage)
+    assert not isinstance(storage, FrameStorage)          # no frame files to read by name
+    assert storage.describe() == f'video files under {videos} decoded with PyAV'
+    assert storage.read('run/c', [1, 7]).shape == (2, 24, 24, 3)
+
+
+def test_video_missing_and_check_found(videos, tmp_path, caplog):
+    import logging
+    import shutil
+    root = str(tmp_path / 'copy')
+    os.makedirs(os.path.join(root, 'run'))
+    shutil.copy(os.path.join(videos, 'run', 'c.avi'), os.path.join(root, 'run', 'c.avi'))
+    shutil.copy(os.path.join(videos, 'jump', 'a.mp4'), os.path.join(root, 'a.mp4'))
+    storage = VideoStorage(root)
+    assert storage.read('a', [1]).shape[0] == 1                      # resolved (and cached)
+    os.remove(os.path.join(root, 'a.mp4'))                           # then deleted
+    with pytest.raises(VideoMissingError, match=r'a\.mp4: cannot decode: FileNotFoundError'):
+        storage.read('a', [1])
+    with pytest.raises(VideoMissingError, match='video file not found'):
+        storage.read('a', [1])
+    shutil.copy(os.path.join(videos, 'jump', 'a.mp4'), os.path.join(root, 'a.mp4'))
+    assert storage.missing(['a']) == [] and storage.read('a', [1]).shape[0] == 1
+    os.remove(os.path.join(root, 'a.mp4'))                           # resolved, then deleted
+    assert storage.missing(['run/c', 'a', 'run/c.mp4']) == ['a', 'run/c.mp4']
+    hint = missing_hint('video', root, 'train')
+    assert '--from_videos' in hint
+    with caplog.at_level(logging.WARNING):
+        check_found(storage, 'train', ['run/c', 'a'], hint)
+    assert "1 of 2 videos of the train list are missing (first: 'a')" in caplog.text
+    with pytest.raises(NoVideosFoundError, match=f'video files under {root} decoded with PyAV: '
+                                                 'none of the 2 videos of the val list'):
+        check_found(storage, 'val', ['a', 'b'], hint)

@@ -43,7 +43,8 @@ from utils.list_file import format_note, labels_required, write_report  # noqa: 
 from utils.list_file import read_list as _read_list  # noqa: E402
 from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY,  # noqa: E402
                            check_lmdb_file, decode_image, decode_video_record,
-                           encode_video_record, frame_names, lmdb_key, open_lmdb, verify_lmdb)
+                           encode_video_record, frame_names, lmdb_key, lmdb_path, open_lmdb,
+                           verify_lmdb)
 
 GIB = 1 << 30
 
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
                 raise SystemExit(f'error: list file not found: {list_file}')
             print(f'{split}: no list file {list_file}; skipped')
             continue
-        db = os.path.join(out, f'{split}.lmdb')
+        db = lmdb_path(out, split)
         again = ' '.join(shlex.quote(a) for a in ['python3', 'tools/build_lmdb.py', '--root',
                                                   args.root, '--split', split] +
                          (['--dataset', args.dataset] if args.dataset else []))

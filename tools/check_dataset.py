@@ -30,8 +30,8 @@ from tqdm import tqdm  # noqa: E402
 from utils.dataset_config import get_dataset_config, list_name  # noqa: E402
 from utils.list_file import (format_line, format_note, labels_required,  # noqa: E402
                              read_list, write_list, write_report)
-from utils.storage import (FrameReadError, LMDBStorage, check_lmdb_path,  # noqa: E402
-                           decode_image, frame_names)
+from utils.storage import (FrameReadError, LMDBStorage, VideoMissingError,  # noqa: E402
+                           check_lmdb_path, decode_image, frame_names, lmdb_path)
 
 KINDS = ('missing video', 'empty folder', 'missing frames', 'unreadable frame')
 
@@ -53,9 +53,10 @@ def check_entry(task):
         storage = _storage(db, tmpl)
         try:
             stored = storage.get_record(path)
+        except VideoMissingError as exc:
+            return record, 'missing video', str(exc)
         except FrameReadError as exc:
-            kind = 'missing video' if 'key missing' in str(exc) else 'unreadable frame'
-            return record, kind, str(exc)
+            return record, 'unreadable frame', str(exc)
         if not stored:
             return record, 'empty folder', f'{db}[{path}]: record holds no frames'
         absent = [n for n in names if n not in stored]
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
     total_bad = 0
     for split in a.split:
         list_file = a.list or os.path.join(a.root, list_name(cfg, split))
-        db = (a.lmdb or os.path.join(a.root, f'{split}.lmdb')) if (a.use_lmdb or a.lmdb) else None
+        db = (a.lmdb or lmdb_path(a.root, split)) if (a.use_lmdb or a.lmdb) else None
         again = ' '.join(shlex.quote(x) for x in ['python3', 'tools/build_lmdb.py', '--root',
                                                   a.root, '--split', split] +
                          (['--dataset', a.dataset] if a.dataset else []))

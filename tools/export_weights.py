@@ -28,7 +28,8 @@ from safetensors.torch import save  # noqa: E402
 
 from models import load_pretrained  # noqa: E402
 from models.checkpoint_file import load_file  # noqa: E402
-from opts import arg_parser, validate_args  # noqa: E402
+from opts import arg_parser, parse_config  # noqa: E402
+from utils.config import Config  # noqa: E402
 from utils.checkpoint import atomic_write  # noqa: E402
 from utils.dataset_config import DATASET_CONFIG  # noqa: E402
 
@@ -41,21 +42,20 @@ def stored_options(content) -> dict:
     return dict(stored if isinstance(stored, dict) else vars(stored) if stored is not None else {})
 
 
-def model_options(content, argv: list[str], num_classes: int | None):
+def model_options(content, argv: list[str], num_classes: int | None) -> Config:
     """The options of the model to build: the checkpoint's, overridden by ``argv``."""
     parser = arg_parser()
     stored = stored_options(content)
     known = {a.dest for a in parser._actions}
     parser.set_defaults(**{k: v for k, v in stored.items() if k in known})
-    args = parser.parse_args(argv)
-    validate_args(args, 'test')
-    args.num_classes = (num_classes or stored.get('num_classes')
-                        or DATASET_CONFIG[args.dataset]['num_classes'])
-    if args.num_classes is None:
+    cfg, _, _ = parse_config(parser, argv, 'test')
+    classes = (num_classes or stored.get('num_classes')
+               or DATASET_CONFIG[cfg.data.dataset]['num_classes'])
+    if classes is None:
         raise SystemExit(f'error: cannot tell the number of classes of the model (the checkpoint '
-                         f'holds no options and --dataset {args.dataset} has none); give '
+                         f'holds no options and --dataset {cfg.data.dataset} has none); give '
                          f'--num_classes N')
-    return args
+    return cfg.with_classes(classes)
 
 
 def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None = None,
@@ -63,11 +63,10 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     """Export ``checkpoint`` to ``out`` (safetensors); returns a one-line report."""
     from utils.engine import build     # the engine's model builder: clip length, flow channels
     content = load_file(checkpoint, trust)
-    args = model_options(content, argv, num_classes)
-    args.no_imagenet_pretrained = True
-    model, arch = build(args)
+    cfg = model_options(content, argv, num_classes)
+    model, arch = build(cfg)
     report = load_pretrained(model, checkpoint, trust=trust, new_classifier=False)
-    meta = {'arch': arch, 'args': json.dumps(vars(args), default=str),
+    meta = {'arch': arch, 'args': json.dumps(cfg.options, default=str),
             'source': os.path.basename(checkpoint)}
     if isinstance(content, dict):
         for key in ('epoch', 'best_top1'):
@@ -77,7 +76,7 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write(out, save(state, metadata=meta),   # whole or not at all, as checkpoints
                  'free some space or write it elsewhere')
-    return (f'wrote {out}: {len(state)} tensors of {arch} ({args.num_classes} classes, '
+    return (f'wrote {out}: {len(state)} tensors of {arch} ({cfg.model.num_classes} classes, '
             f'{os.path.getsize(out) / 2**20:.1f} MiB); {report}')
 
 

@@ -79,16 +79,17 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(folder: str, *, epoch: int, arch: str, model, optimizer, scheduler, scaler,
-                    best_top1: float, is_best: bool, args) -> str:
+                    best_top1: float, is_best: bool, options: dict) -> str:
     """Write `checkpoint.pth.tar` (and `model_best.pth.tar` when is_best) into `folder`.
 
-    `epoch` is the number of epochs completed, i.e. the epoch a resumed run starts at.
+    `epoch` is the number of epochs completed, i.e. the epoch a resumed run starts at;
+    `options` the run's options (Config.options), stored as `args` as the original does.
     """
     state = dict(epoch=epoch, arch=arch, state_dict=unwrap(model).state_dict(),
                  optimizer=optimizer.state_dict(),
                  scheduler=scheduler.state_dict() if scheduler is not None else None,
                  scaler=scaler.state_dict() if scaler is not None else None,
-                 best_top1=best_top1, args=vars(args), rng=rng_state())
+                 best_top1=best_top1, args=dict(options), rng=rng_state())
     path = os.path.join(folder, 'checkpoint.pth.tar')
     atomic_save(state, path)
     set_resume_checkpoint(path)       # a Ctrl-C from now on (even during model_best) resumes it
@@ -104,21 +105,18 @@ MODEL_OPTIONS = ('backbone_net', 'depth', 'temporal_module_name', 'blending_fram
                  'flow_length', 'dataset', 'num_classes')
 
 
-def _model_differences(saved: dict, args) -> list[str]:
+def _model_differences(saved: dict, options: dict) -> list[str]:
     """`--option saved (this run: ours)` for the model options that differ."""
-    out = []
-    for name in MODEL_OPTIONS:
-        if name in saved and hasattr(args, name) and saved[name] != getattr(args, name):
-            out.append(f'--{name} {saved[name]} (this run: {getattr(args, name)})')
-    return out
+    return [f'--{name} {saved[name]} (this run: {options[name]})' for name in MODEL_OPTIONS
+            if name in saved and name in options and saved[name] != options[name]]
 
 
 def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False,
-           arch: str | None = None, args=None) -> tuple[int, float]:
+           arch: str | None = None, options: dict | None = None) -> tuple[int, float]:
     """Restore a training run; returns (epoch to start at, best top-1 so far). The file is read
     safely (models.checkpoint_file.load_file: no code runs unless ``trust``). A checkpoint of
     another model (`arch`, or the options in MODEL_OPTIONS of `args`) is a one-line error that
-    names the options that differ."""
+    names the options that differ (`options`: this run's Config.options)."""
     ckpt = load_file(path, trust)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path} is not a training checkpoint of this toolkit; use '
@@ -128,7 +126,7 @@ def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False,
         raise CheckpointError(f'{path} is not a training checkpoint of this toolkit '
                          f'(no {", ".join(sorted(missing))}); use --pretrained for weights')
     saved = ckpt.get('args') if isinstance(ckpt.get('args'), dict) else {}
-    differs = _model_differences(saved, args) if args is not None else []
+    differs = _model_differences(saved, options) if options is not None else []
     other_arch = arch is not None and ckpt.get('arch') not in (None, arch)
 
     def refuse(detail: str):

@@ -1,5 +1,6 @@
 """Distributed helpers: process start-up shared by train_dist.py and test.py, samplers that
 count every video exactly once, and exact reductions and gathers."""
+import dataclasses
 import datetime
 import logging
 import os
@@ -91,10 +92,11 @@ def launch_from_env():
     return None
 
 
-def wants_distribution(args) -> bool:
-    """Whether the options or the environment ask for more than one process."""
-    return (launch_from_env() is not None or args.multiprocessing_distributed
-            or args.world_size > 1)
+def wants_distribution(cfg) -> bool:
+    """Whether the options (a utils.config.Config) or the environment ask for more than one
+    process."""
+    return (launch_from_env() is not None or cfg.dist.multiprocessing_distributed
+            or cfg.dist.world_size > 1)
 
 
 def check_port_free(url: str) -> None:
@@ -116,22 +118,24 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _spawned(local_rank: int, worker, args, nproc: int, node_rank: int, world_size: int,
+def _spawned(local_rank: int, worker, cfg, nproc: int, node_rank: int, world_size: int,
              init_method: str, notes) -> None:
     """Entry of a process started by mp.spawn: its global rank follows from the node's. It ends
     as the error policy says (utils.errors.run_main: one line, or a bug's traceback); on a
     Ctrl-C only rank 0 says how to resume."""
     from utils.errors import run_main
     rank = node_rank * nproc + local_rank
-    run_main(run_rank, worker, rank, local_rank, world_size, init_method, args, nproc, notes,
+    run_main(run_rank, worker, rank, local_rank, world_size, init_method, cfg, nproc, notes,
              report_interrupt=rank == 0)
 
 
-def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, args,
+def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, cfg,
              nproc: int, notes):
-    """Join the process group as `rank` and run worker(args, runtime, notes)."""
-    use_cuda = torch.cuda.is_available() and args.device != 'cpu'
-    backend = args.dist_backend or ('nccl' if use_cuda else 'gloo')
+    """Join the process group as `rank` and run worker(cfg, runtime, notes), with this
+    process's share of the node's -j workers."""
+    timeout = cfg.dist.dist_timeout
+    use_cuda = torch.cuda.is_available() and cfg.run.device != 'cpu'
+    backend = cfg.dist.dist_backend or ('nccl' if use_cuda else 'gloo')
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device('cuda', local_rank)
@@ -141,15 +145,16 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     try:
         dist.init_process_group(backend, init_method=init_method, world_size=world_size,
-                                rank=rank, timeout=datetime.timedelta(seconds=args.dist_timeout))
+                                rank=rank, timeout=datetime.timedelta(seconds=timeout))
     except (RuntimeError, ValueError) as exc:         # DistError is a RuntimeError
         raise SystemExit(f'error: rank {rank}: could not form the group of {world_size} '
                          f'processes at {init_method} within --dist_timeout '
-                         f'{args.dist_timeout}s ({_first_line(exc)}); check that every rank '
+                         f'{timeout}s ({_first_line(exc)}); check that every rank '
                          f'was started with the same --world-size and --dist-url') from None
-    args.workers = max(0, (args.workers + nproc - 1) // nproc)
+    workers = max(0, (cfg.data.workers + nproc - 1) // nproc)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, workers=workers))
     try:
-        result = worker(args, Runtime(device=device, rank=rank, world_size=world_size), notes)
+        result = worker(cfg, Runtime(device=device, rank=rank, world_size=world_size), notes)
     except BaseException as exc:
         try:   # after a failure the group may be broken: do not wait on the others
             dist.destroy_process_group()
@@ -158,7 +163,7 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
         if isinstance(exc, RuntimeError) and lost_other_processes(exc):
             raise SystemExit(f'error: rank {rank}: lost the other processes ({_first_line(exc)}); '
                              f'another rank died or stopped answering within --dist_timeout '
-                             f'{args.dist_timeout}s: see its output') from None
+                             f'{timeout}s: see its output') from None
         raise
     # Leave together: a gloo process that exits while a peer still talks to it can abort it
     # ("terminate called without an active exception"), seen under load.
@@ -175,42 +180,43 @@ def lost_other_processes(exc: RuntimeError) -> bool:
                                        'Timed out', 'timed out', 'peer'))
 
 
-def launch(worker, args, notes, global_batch: bool = True):
+def launch(worker, cfg, notes, global_batch: bool = True):
     """Start this node's processes in whichever way they were asked for and run
-    worker(args, runtime, notes) in each. Returns the worker's result where it ran in this
+    worker(cfg, runtime, notes) in each (`cfg`: a utils.config.Config). Returns the worker's result where it ran in this
     process (torchrun, SLURM, one process per node), else None."""
     import torch.multiprocessing as mp
-    if args.sync_bn and not torch.cuda.is_available():
+    dist_cfg = cfg.dist
+    if dist_cfg.sync_bn and not torch.cuda.is_available():
         notes.append('--sync-bn is ignored on the CPU (SyncBatchNorm needs CUDA)')
     env = launch_from_env()
     if env is not None:                      # torchrun or SLURM: this process is one rank
         rank, local_rank, world_size = env
-        check_batch(args, world_size, global_batch)
-        init = 'env://' if 'MASTER_ADDR' in os.environ else args.dist_url
+        check_batch(cfg.optim.batch_size, world_size, global_batch)
+        init = 'env://' if 'MASTER_ADDR' in os.environ else dist_cfg.dist_url
         local_size = int(os.environ.get('LOCAL_WORLD_SIZE', os.environ.get(
             'SLURM_NTASKS_PER_NODE', '1')).split('(')[0])
-        return run_rank(worker, rank, local_rank, world_size, init, args, local_size, notes)
-    nodes = max(args.world_size, 1)
-    node_rank = max(args.rank, 0)
+        return run_rank(worker, rank, local_rank, world_size, init, cfg, local_size, notes)
+    nodes = max(dist_cfg.world_size, 1)
+    node_rank = max(dist_cfg.rank, 0)
     if node_rank >= nodes:
-        raise SystemExit(f'error: --rank {args.rank} must be below --world-size {nodes}')
-    if args.multiprocessing_distributed:
-        nproc = args.nproc_per_node or torch.cuda.device_count()
+        raise SystemExit(f'error: --rank {dist_cfg.rank} must be below --world-size {nodes}')
+    if dist_cfg.multiprocessing_distributed:
+        nproc = dist_cfg.nproc_per_node or torch.cuda.device_count()
         if nproc < 1:
             raise SystemExit('error: no GPU found; on the CPU give --nproc_per_node N')
     else:
         nproc = 1
     world_size = nodes * nproc
-    check_batch(args, world_size, global_batch)
+    check_batch(cfg.optim.batch_size, world_size, global_batch)
     if node_rank == 0 and world_size > 1:
-        check_port_free(args.dist_url)
+        check_port_free(dist_cfg.dist_url)
     if nproc > 1:
         # torch logs "Terminating process N via signal SIGTERM" after a rank's error line:
         # the rank has said what went wrong, so that line would only bury it.
         logging.getLogger('torch.multiprocessing.spawn').setLevel(logging.ERROR)
         try:
-            mp.spawn(_spawned, nprocs=nproc, args=(worker, args, nproc, node_rank, world_size,
-                                                    args.dist_url, notes))
+            mp.spawn(_spawned, nprocs=nproc, args=(worker, cfg, nproc, node_rank, world_size,
+                                                    dist_cfg.dist_url, notes))
         except (mp.ProcessExitedException, mp.ProcessRaisedException) as exc:
             # A rank ends through run_main, which has printed its one line (or a bug's
             # traceback) before exiting with 1, or said how to resume after a Ctrl-C (130).
@@ -221,10 +227,10 @@ def launch(worker, args, notes, global_batch: bool = True):
         except KeyboardInterrupt:            # the processes report it themselves (rank 0)
             raise SystemExit(130) from None
         return None
-    return run_rank(worker, node_rank, 0, world_size, args.dist_url, args, 1, notes)
+    return run_rank(worker, node_rank, 0, world_size, dist_cfg.dist_url, cfg, 1, notes)
 
 
-def check_batch(args, world_size: int, global_batch: bool) -> None:
-    if global_batch and args.batch_size % world_size:
-        raise SystemExit(f'error: -b {args.batch_size} is the global batch and must divide '
+def check_batch(batch_size: int, world_size: int, global_batch: bool) -> None:
+    if global_batch and batch_size % world_size:
+        raise SystemExit(f'error: -b {batch_size} is the global batch and must divide '
                          f'evenly among the {world_size} processes')

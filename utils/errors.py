@@ -25,6 +25,20 @@ class UserError(SystemExit):
         super().__init__(f'error: {message}')
 
 
+class FrameReadError(RuntimeError):
+    """A frame or video that cannot be read; the message names the file and the reason. (Not a
+    UserError: training replaces such a video and counts it, see --max_bad_ratio.)"""
+
+
+class VideoMissingError(FrameReadError):
+    """A video that is not in the storage at all (its folder, LMDB record or file is absent),
+    as opposed to a plain FrameReadError: a video that is there but cannot be read."""
+
+
+# Where the line that ends a run also goes (utils/run_log.py adds its open log files), so that
+# this module needs no other.
+ERROR_SINKS: list = []
+
 # What a Ctrl-C should tell the user: set by the engine once a checkpoint exists.
 _resume_hint: str | None = None
 
@@ -66,12 +80,12 @@ def reading_user_files():
 
 
 def _to_log(line: str) -> None:
-    """The line into the log.txt of the run in progress, if any."""
-    try:
-        from utils.run_log import record_in_open_logs
-        record_in_open_logs(line)
-    except Exception:                      # reporting must never hide the original error
-        pass
+    """The line into the log.txt of the run in progress, if any (ERROR_SINKS)."""
+    for sink in ERROR_SINKS:
+        try:
+            sink(line)
+        except Exception:                  # reporting must never hide the original error
+            pass
 
 
 def _say(line: str) -> None:

@@ -13,7 +13,7 @@ import time
 
 from tqdm import tqdm
 
-from utils.errors import UserError
+from utils.errors import ERROR_SINKS, UserError
 
 _open_logs: list = []                      # the RunLogs of this process with a log.txt open
 
@@ -28,6 +28,9 @@ def record_in_open_logs(line: str) -> None:
         if log._file and not log._file.closed:
             log._file.write(_stamp(line))
             log._file.flush()
+
+
+ERROR_SINKS.append(record_in_open_logs)
 
 
 def make_folder(folder: str, option: str = '--logdir') -> None:

@@ -1,25 +1,38 @@
-"""Frame readers: where the frames of a video come from.
+"""Storages: where the frames of a video come from.
 
-Every reader has `read(video_path, frame_numbers) -> uint8 array (N, H, W, 3)` and raises
-FrameReadError naming the file that failed; frame readers also have `read_files(video_path,
-names, gray)` for other file names (the x/y images of optical flow):
+Every storage implements the `Storage` protocol: `read(video_path, frame_numbers) -> uint8
+array (N, H, W, 3)`, `missing(video_paths)` (the listed videos it does not have, found
+without decoding) and `describe()` (one line naming it, for messages). `read` raises
+VideoMissingError for a video that is not there at all and FrameReadError for one that is
+there but cannot be read, each naming the file. Frame storages (`FrameStorage`) also have
+`read_files(video_path, names, gray)` for other file names (the x/y images of optical flow):
 
-- FolderStorage: `<root>/<video_path>/00001.jpg ...` (the default layout);
-- LMDBStorage: one LMDB database per split written by tools/build_lmdb.py, one record per
-  video holding the JPEG bytes of all its frames (a clip costs one key lookup);
-- utils.video_reader.VideoStorage: the video files themselves, decoded with PyAV.
+- FolderStorage (kind 'folders'): `<root>/<video_path>/00001.jpg ...` (the default layout);
+- LMDBStorage (kind 'lmdb'): one LMDB database per split written by tools/build_lmdb.py,
+  `<datadir>/<split>.lmdb` (lmdb_path), one record per video holding the JPEG bytes of all its
+  frames (a clip costs one key lookup);
+- utils.video_reader.VideoStorage (kind 'video'): the video files themselves, decoded with
+  PyAV (no read_files: there are no frame files).
+
+`open_storage(kind, root, split, ...)` makes the storage of a kind, and `check_found` checks
+a list's videos against it before training starts (with `missing_hint(kind, root, split)` as
+the advice when none is there).
 
 Both LMDBStorage and FolderStorage decode JPEG bytes with `decode_images`, so they return
 identical arrays for the same frame numbers.
 """
 import io
+import logging
 import os
 import string
+import typing
 
 import numpy as np
 from PIL import Image
 
-from utils.errors import UserError
+from utils.errors import FrameReadError, UserError, VideoMissingError  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
 
 try:
     import simplejpeg
@@ -36,8 +49,42 @@ def frame_names(image_tmpl: str, number: int) -> list[str]:
     return [image_tmpl.format(number)]
 
 
-class FrameReadError(RuntimeError):
-    """A frame or video that cannot be read; the message names the file and the reason."""
+class NoVideosFoundError(FileNotFoundError):
+    """None of a list's videos is in the storage: a wrong --datadir, list or storage option
+    (check_found). A FileNotFoundError, so the entrypoints report it as one line."""
+
+
+@typing.runtime_checkable
+class Storage(typing.Protocol):
+    """Where the frames of the videos of a list come from (FolderStorage, LMDBStorage,
+    utils.video_reader.VideoStorage; open_storage makes one). Frame storages, which hold
+    image files, also have read_files: see FrameStorage."""
+
+    def read(self, video_path: str, frame_numbers) -> np.ndarray:
+        """Frames `frame_numbers` (1-based, as in the list files; any order, repeats
+        allowed) of a video as uint8 (N, H, W, 3); VideoMissingError if the video is not in
+        the storage, FrameReadError if it is there but cannot be read (both name the file)."""
+        ...
+
+    def missing(self, video_paths) -> list[str]:
+        """The paths of `video_paths` (list paths) that are not in the storage, in order:
+        cheap checks (a stat, a key lookup), no decoding."""
+        ...
+
+    def describe(self) -> str:
+        """One line naming the storage for messages, e.g. 'frame folders under data/x'."""
+        ...
+
+
+@typing.runtime_checkable
+class FrameStorage(Storage, typing.Protocol):
+    """A Storage of image files (folders, LMDB): also reads files by name, which optical
+    flow needs (the x and y images of a frame: frame_names)."""
+
+    def read_files(self, video_path: str, names: list, gray: bool = False) -> np.ndarray:
+        """The named image files of a video, stacked: uint8 (N, H, W, 3), or (N, H, W, 1)
+        with `gray`; errors as read's."""
+        ...
 
 
 def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
@@ -114,9 +161,24 @@ class FolderStorage:
         return self.read_files(video_path, [self.image_tmpl.format(int(n)) for n in frame_numbers])
 
     def read_files(self, video_path: str, names: list, gray: bool = False) -> np.ndarray:
-        """The named image files of a video, stacked: (N, H, W, 3), or (N, H, W, 1) grey."""
-        paths = [os.path.join(self.root, video_path, name) for name in names]
-        return decode_images(paths, paths, gray, os.path.join(self.root, video_path))
+        """The named image files of a video, stacked: (N, H, W, 3), or (N, H, W, 1) grey;
+        VideoMissingError if the video's folder does not exist."""
+        folder = os.path.join(self.root, video_path)
+        paths = [os.path.join(folder, name) for name in names]
+        try:
+            return decode_images(paths, paths, gray, folder)
+        except FrameReadError as exc:
+            if not os.path.isdir(folder):         # checked only when a read fails
+                raise VideoMissingError(str(exc)) from exc.__cause__
+            raise
+
+    def missing(self, video_paths) -> list[str]:
+        """The video paths that have no folder (one stat each; the frames are not looked at:
+        tools/check_dataset.py does that)."""
+        return [v for v in video_paths if not os.path.isdir(os.path.join(self.root, v))]
+
+    def describe(self) -> str:
+        return f'frame folders under {self.root}'
 
 
 # ----------------------------------------------------------------------------- LMDB
@@ -316,8 +378,8 @@ class LMDBStorage:
         self._pid = None
 
     def get_record(self, video_path: str, wanted=None) -> dict:
-        """{frame file name: bytes} of a video (only `wanted` names if given); FrameReadError
-        if the key is missing or the record malformed."""
+        """{frame file name: bytes} of a video (only `wanted` names if given);
+        VideoMissingError if the key is missing, FrameReadError if the record is malformed."""
         import lmdb
         try:
             with self._open().begin(buffers=False) as txn:
@@ -326,18 +388,21 @@ class LMDBStorage:
             raise FrameReadError(f'{self.path}[{video_path}]: cannot read the database: '
                                  f'{type(exc).__name__}: {exc}') from exc
         if value is None:
-            raise FrameReadError(f'{self.path}: no record for video {video_path!r} '
-                                 f'(key missing from the LMDB database)')
+            raise VideoMissingError(f'{self.path}: no record for video {video_path!r} '
+                                    f'(key missing from the LMDB database)')
         try:
             return decode_video_record(value, wanted)
         except ValueError as exc:
             raise FrameReadError(f'{self.path}[{video_path}]: {exc}') from exc
 
-    def missing_keys(self, video_paths) -> list:
+    def missing(self, video_paths) -> list[str]:
         """The video paths that have no record (cheap: key lookups only)."""
         with self._open().begin(buffers=True) as txn:
             cur = txn.cursor()
             return [v for v in video_paths if not cur.set_key(lmdb_key(v))]
+
+    def describe(self) -> str:
+        return f'LMDB database {self.path}'
 
     def read(self, video_path: str, frame_numbers) -> np.ndarray:
         return self.read_files(video_path, [self.image_tmpl.format(int(n)) for n in frame_numbers])
@@ -351,3 +416,67 @@ class LMDBStorage:
                 raise FrameReadError(f'{where}: frame not in the record')
         return decode_images([record[n] for n in names], wheres, gray,
                              f'{self.path}[{video_path}]')
+
+
+# ----------------------------------------------------------------------------- one factory
+
+STORAGE_KINDS = ('folders', 'lmdb', 'video')
+
+
+def lmdb_path(datadir: str, split: str) -> str:
+    """Where the LMDB storage looks for the database of a split: `<datadir>/<split>.lmdb`
+    (where tools/build_lmdb.py writes it by default)."""
+    return os.path.join(datadir, f'{split}.lmdb')
+
+
+def open_storage(kind: str, root: str, split: str, image_tmpl: str = '{:05d}.jpg',
+                 short_side: int = 0) -> Storage:
+    """The storage of `kind` (STORAGE_KINDS) for a split's videos under `root` (--datadir):
+    'folders': FolderStorage(root, image_tmpl); 'lmdb': LMDBStorage of lmdb_path(root, split)
+    (opened and checked here: FileNotFoundError if absent, DamagedDatabaseError if cut short);
+    'video': utils.video_reader.VideoStorage(root, short_side). ValueError for another kind.
+    `short_side` is for 'video' only, `image_tmpl` for the frame storages."""
+    if kind == 'folders':
+        return FolderStorage(root, image_tmpl)
+    if kind == 'lmdb':
+        return LMDBStorage(lmdb_path(root, split), image_tmpl)
+    if kind == 'video':
+        from utils.video_reader import VideoStorage      # it imports this module
+        return VideoStorage(root, short_side)
+    raise ValueError(f'unknown storage {kind!r}; known: {", ".join(STORAGE_KINDS)}')
+
+
+def missing_hint(kind: str, root: str, split: str) -> str:
+    """What to do when none of the videos of a split's list is in the storage of `kind`
+    (the end of check_found's message)."""
+    if kind == 'lmdb':
+        return f'build it with: python3 tools/build_lmdb.py --root {root} --split {split}'
+    if kind == 'video':
+        return ('--storage video needs list files of video paths (python3 '
+                'tools/annotations.py ... --from_videos)')
+    return (f'check --datadir: {root} should hold one folder of frames per video of the '
+            f'{split} list, at the path the list gives (extract them with '
+            f'tools/extract_frames.py; a list of video files needs --storage video)')
+
+
+def check_found(storage: Storage, split: str, paths: list[str], hint: str) -> None:
+    """Check a list's videos against `storage` before training starts (Storage.missing: no
+    decoding). None of them there is an error, NoVideosFoundError naming the storage and
+    ending with `hint` (missing_hint: a wrong path or option); some missing is a warning
+    (those videos count as unreadable). A handle opened for the check is closed again
+    (LMDB: each DataLoader worker then opens its own)."""
+    if not paths:
+        return
+    try:
+        missing = storage.missing(paths)
+    finally:
+        close = getattr(storage, 'close', None)
+        if close is not None:
+            close()
+    if len(missing) == len(paths):
+        raise NoVideosFoundError(f'{storage.describe()}: none of the {len(paths)} videos of the '
+                                 f'{split} list is there (first: {paths[0]!r}); {hint}')
+    if missing:
+        log.warning('%s: %d of %d videos of the %s list are missing (first: %r); they will be '
+                    'treated as unreadable', storage.describe(), len(missing), len(paths),
+                    split, missing[0])

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.dataset_config import get_dataset_config
+from utils.config import DataConfig, EvalConfig
 from utils.list_file import (ListFileError, VideoRecord, labels_required,  # noqa: F401
                              read_exclusions, read_list)
 from utils.sampling import frames_per_clip, sample_indices
-from utils.storage import FolderStorage, FrameReadError, LMDBStorage, frame_names
+from utils.storage import (FrameReadError, Storage, check_found, frame_names, missing_hint,
+                           open_storage)
 from utils.transforms import EvalTransform, TrainTransform, eval_scale_size
 
 log = logging.getLogger(__name__)
@@ -135,19 +136,21 @@ class VideoDataset(Dataset):
                            dtype=torch.uint8)
 
 
-def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: int = 1
-                  ) -> VideoDataset:
-    """The dataset of `split` ('train', 'val' or 'test') as the options describe it."""
-    cfg = get_dataset_config(args.dataset)
-    list_file = os.path.join(args.datadir, cfg[f'{split}_list'])
-    records = parse_list_file(list_file, cfg['sep'], args.num_classes, labels_required(split))
-    if getattr(args, 'exclude_list', None):
-        entries = read_exclusions(args.exclude_list, cfg['sep'])
+def build_dataset(data: DataConfig, split: str, train: bool, views: EvalConfig | None = None,
+                  seed: int = 0) -> VideoDataset:
+    """The dataset of `split` ('train', 'val' or 'test') as the data options describe it;
+    evaluation datasets give the `views` layout (clips x crops; one centre crop of one clip if
+    None)."""
+    cfg = data.dataset_config
+    list_file = os.path.join(data.datadir, cfg[f'{split}_list'])
+    records = parse_list_file(list_file, cfg['sep'], data.num_classes, labels_required(split))
+    if data.exclude_list:
+        entries = read_exclusions(data.exclude_list, cfg['sep'])
         excluded = set().union(*entries)
         left = [r for r in records if r.path not in excluded]
         paths = {r.path for r in records}
         log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d entries are not '
-                    'in this list)', list_file, len(records) - len(left), args.exclude_list,
+                    'in this list)', list_file, len(records) - len(left), data.exclude_list,
                     sum(1 for e in entries if not e & paths), len(entries))
         records = left
     # As the original, the test split keeps its short videos: every one gets a prediction.
@@ -160,62 +163,26 @@ def build_dataset(args, split: str, train: bool, num_clips: int = 1, num_crops: 
         raise ListFileError(f'{list_file}: no video left (every one is excluded or shorter '
                             f'than {cfg["min_frames"]} frames); check --exclude_list and '
                             f'--dataset')
-    flow = args.modality == 'flow'
+    flow = data.modality == 'flow'
+    views = views or EvalConfig()
     if train:
-        transform = TrainTransform(args.input_size, args.augmentor_ver, args.scale_range,
+        transform = TrainTransform(data.input_size, data.augmentor_ver, data.scale_range,
                                    allow_flip=cfg['flip'], flow=flow)
     else:
-        transform = EvalTransform(args.input_size,
-                                  eval_scale_size(args.input_size, args.disable_scaleup), num_crops,
-                                  flow=flow)
-    storage = make_storage(args, split, cfg, kept)
-    return VideoDataset(kept, storage, args.groups, args.frames_per_group, args.dense_sampling,
-                        train, transform, args.random_sampling, num_clips, args.seed,
-                        flow_length=args.flow_length if flow else 0, flow_tmpl=cfg['flow_tmpl'])
+        transform = EvalTransform(data.input_size,
+                                  eval_scale_size(data.input_size, data.disable_scaleup),
+                                  views.num_crops, flow=flow)
+    storage = open_checked_storage(data, split, kept)
+    return VideoDataset(kept, storage, data.groups, data.frames_per_group, data.dense_sampling,
+                        train, transform, data.random_sampling, views.num_clips, seed,
+                        flow_length=data.flow_length if flow else 0, flow_tmpl=cfg['flow_tmpl'])
 
 
-def lmdb_path(datadir: str, split: str) -> str:
-    """Where `--use_lmdb` looks for the database of a split: `<datadir>/<split>.lmdb`."""
-    return os.path.join(datadir, f'{split}.lmdb')
-
-
-def make_storage(args, split: str, cfg: dict, records: list[VideoRecord]):
-    """The frame reader the options ask for; errors naming the path before training starts."""
-    paths = [r.path for r in records]
-    if getattr(args, 'video_backend', 'frames') == 'pyav':
-        from utils.video_reader import VideoStorage
-        storage = VideoStorage(args.datadir, args.video_short_side)
-        _check_found(args.datadir, split, paths, storage.missing(paths), 'is a video file there',
-                     '--video_backend pyav needs list files of video paths (python3 '
-                     'tools/annotations.py ... --from_videos)')
-        return storage
-    if getattr(args, 'use_lmdb', False):
-        path = lmdb_path(args.datadir, split)
-        storage = LMDBStorage(path, cfg['image_tmpl'])        # FileNotFoundError if absent
-        missing = storage.missing_keys(paths)
-        storage.close()                                       # workers open their own handle
-        _check_found(path, split, paths, missing, 'has a record', f'build it with: python3 '
-                     f'tools/build_lmdb.py --root {args.datadir} --split {split}')
-        return storage
-    return FolderStorage(args.datadir, cfg['image_tmpl'])
-
-
-def input_channels(args) -> int:
-    """Channels of a clip: 3 for rgb, 2 * --flow_length for flow."""
-    return 2 * args.flow_length if args.modality == 'flow' else 3
-
-
-def _check_found(where: str, split: str, paths: list, missing: list, found: str, hint: str):
-    """None of a list's videos in storage is an error (a wrong path or option); some missing
-    is a warning (those videos count as unreadable)."""
-    if len(missing) == len(paths):
-        raise FileNotFoundError(f'{where}: none of the {len(paths)} videos of the {split} list '
-                                f'{found} (first: {paths[0]!r}); {hint}')
-    if missing:
-        log.warning('%s: %d of %d videos of the %s list are missing (first: %r); they will be '
-                    'treated as unreadable', where, len(missing), len(paths), split, missing[0])
-
-
-def clip_length(args) -> int:
-    """Frames per clip for these options (what the model's time dimension is)."""
-    return frames_per_clip(args.groups, args.frames_per_group, args.dense_sampling)
+def open_checked_storage(data: DataConfig, split: str, records: list[VideoRecord]) -> Storage:
+    """The storage --storage names for a split, checked to hold the list's videos (an error
+    naming it if it holds none, a warning if some are missing) before training starts."""
+    storage = open_storage(data.storage, data.datadir, split, data.dataset_config['image_tmpl'],
+                           data.video_short_side)
+    check_found(storage, split, [r.path for r in records],
+                missing_hint(data.storage, data.datadir, split))
+    return storage

@@ -1,4 +1,4 @@
-"""Clips read straight from video files with PyAV (`--video_backend pyav`): no frame extraction.
+"""Clips read straight from video files with PyAV (`--storage video`, or `--video_backend pyav`): no frame extraction.
 
 Frame k (1-based, as in the list files) is the k-th frame that decoding the first video stream
 yields, the frame tools/extract_frames.py writes as `{k:05d}.jpg`; with the same `short_side`
@@ -24,7 +24,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from utils.storage import FrameReadError
+from utils.errors import FrameReadError, VideoMissingError
 
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv',
                     '.3gp', '.ogv', '.wmv')
@@ -81,11 +81,11 @@ def packet_index(path: str):
 
 
 class VideoStorage:
-    """Frames decoded from `<root>/<video_path>[.ext]` with PyAV; same interface as the readers
-    of utils/storage.py. `short_side` > 0 resizes as tools/extract_frames.py does; 0 keeps
-    the decoded size. No container stays open between reads, so the object pickles to
-    DataLoader workers. Counters `seeks`, `fallbacks` and `decoded` (frames) say how reads
-    went in this process."""
+    """Frames decoded from `<root>/<video_path>[.ext]` with PyAV: a utils.storage.Storage
+    (kind 'video'; no read_files: there are no frame files). `short_side` > 0 resizes as
+    tools/extract_frames.py does; 0 keeps the decoded size. No container stays open between
+    reads, so the object pickles to DataLoader workers. Counters `seeks`, `fallbacks` and
+    `decoded` (frames) say how reads went in this process."""
 
     def __init__(self, root: str, short_side: int = 0):
         self.root = root
@@ -114,25 +114,33 @@ class VideoStorage:
         self._resolved[video_path] = path
         return path
 
-    def missing(self, video_paths) -> list:
-        """The video paths that have no file (existence checks only, no decoding)."""
+    def missing(self, video_paths) -> list[str]:
+        """The video paths that have no file (existence checks only, no decoding; a file
+        resolved before is checked again)."""
         out = []
         for v in video_paths:
+            cached = self._resolved.get(v)
+            if cached is not None and not os.path.isfile(cached):
+                del self._resolved[v]
             try:
                 self.resolve(v)
             except FileNotFoundError:
                 out.append(v)
         return out
 
+    def describe(self) -> str:
+        return f'video files under {self.root} decoded with PyAV'
+
     def read(self, video_path: str, frame_numbers) -> np.ndarray:
         """Frames `frame_numbers` (1-based, any order, repeats allowed) as uint8
-        (N, H, W, 3) RGB; FrameReadError naming the file if it cannot be read."""
+        (N, H, W, 3) RGB; VideoMissingError if there is no file, FrameReadError naming the
+        file if it cannot be read."""
         import av
         numbers = [int(n) for n in frame_numbers]
         try:
             path = self.resolve(video_path)
         except FileNotFoundError as exc:
-            raise FrameReadError(str(exc)) from None
+            raise VideoMissingError(str(exc)) from None
         if not numbers or min(numbers) < 1:
             raise FrameReadError(f'{path}: frame numbers must be 1 or more, got {numbers}')
         wanted = sorted(set(numbers))
@@ -143,7 +151,11 @@ class VideoStorage:
                 self.fallbacks += 1
                 frames = self._decode(path, wanted, seek=False)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise FrameReadError(f'{path}: cannot decode: {type(exc).__name__}: {exc}') from exc
+            error = FrameReadError
+            if isinstance(exc, FileNotFoundError) and not os.path.isfile(path):
+                self._resolved.pop(video_path, None)     # removed since it was resolved
+                error = VideoMissingError
+            raise error(f'{path}: cannot decode: {type(exc).__name__}: {exc}') from exc
         shapes = {frames[n].shape for n in wanted}
         if len(shapes) > 1:
             raise FrameReadError(f'{path}: frames of different sizes {sorted(shapes)}')
