@@ -185,7 +185,14 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     t.add_argument('--start-epoch', default=D['start_epoch'], type=int,
                    help='epoch to start at (overridden by --resume)')
     t.add_argument('--resume', default=D['resume'], type=str,
-                   help='checkpoint to resume from (model, optimizer, scheduler, epoch, RNG)')
+                   help='checkpoint to resume from (model, optimizer, scheduler, epoch, RNG, '
+                        'place in the epoch); auto: the run folder\'s checkpoint.pth.tar if '
+                        'there is one, else start the run (the default for a job that torchrun '
+                        '--max-restarts or a SLURM requeue started again)')
+    t.add_argument('--save_every', default=D['save_every'], type=int,
+                   help='also write checkpoint.pth.tar every N training iterations (atomic; '
+                        'resuming it continues mid-epoch with the same remaining clips); '
+                        '0: at the end of each epoch only')
     t.add_argument('--pretrained', default=None, type=str,
                    help='weights to start from (train.py) or to evaluate (test.py)')
     t.add_argument('--trust_checkpoint', action='store_true',
@@ -213,6 +220,10 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='GPU id to use (default: all visible GPUs with DataParallel)')
     r.add_argument('--channels_last', action='store_true',
                    help='channels_last weights and inputs (faster with --amp on CPU and CUDA)')
+    r.add_argument('--compile', nargs='?', const='inductor', default=D['compile'],
+                   metavar='BACKEND',
+                   help='torch.compile the model (backend inductor unless named; aot_eager '
+                        'checks the graph capture without compiling kernels)')
     r.add_argument('--system_malloc', action='store_true',
                    help='CPU: keep glibc\'s default allocation instead of reusing freed memory '
                         '(slower: large buffers are mapped from the OS again every step)')
@@ -402,6 +413,7 @@ NUMBER_RANGES = [
     ('--clip_gradient', 'clip_gradient', 0, False, None, True),
     ('--max_bad_ratio', 'max_bad_ratio', 0, True, 1, True),
     ('--print-freq', 'print_freq', 1, True, None, True),
+    ('--save_every', 'save_every', 0, True, None, True),
     ('--shift_div', 'shift_div', 1, True, None, True),
     ('--video_short_side', 'video_short_side', 0, True, None, True),
     ('--seed', 'seed', 0, True, None, True),
@@ -454,7 +466,8 @@ def check_files(args: argparse.Namespace, entrypoint: str, fail) -> None:
                          ('--imagenet_weights', 'imagenet_weights'),
                          ('--exclude_list', 'exclude_list')):
         path = getattr(args, name)
-        if (entrypoint == 'test' and name == 'resume') or (given is not None and name not in given):
+        if ((entrypoint == 'test' and name == 'resume') or (given is not None and name not in given)
+                or (name == 'resume' and path == 'auto')):
             continue                          # (test.py ignores --resume; a note says so)
         if path and not os.path.isfile(path):
             what = 'is a folder, not a file' if os.path.isdir(path) else 'does not exist'

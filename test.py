@@ -5,7 +5,11 @@ The views of a video are fused as --view_fusion says: by default their logits ar
 as the original study's test.py does.
 Prints top-1/top-5 and mean class accuracy, and writes per-video fused scores (.npy: mean
 logits, or mean probabilities with --view_fusion softmax) and a CSV of top-5 predictions under
-<logdir>/<run name>/. A list without labels gets predictions only.
+<logdir>/<run name>/. A labelled list also gets per-class accuracy (<tag>_per_class.csv), a
+confusion-matrix PNG with confused classes side by side (<tag>_confusion.png, ordering:
+utils/confusion.py), the most confused pairs (<tag>_confused_pairs.txt), both also in
+TensorBoard, and on the synthetic dataset the within-pair accuracy. A list without labels gets
+predictions only.
 Runs distributed too, launched like train_dist.py (see main).
 """
 import csv
@@ -15,8 +19,9 @@ import numpy as np
 
 from opts import arg_parser, parse_config
 from utils.distributed import add_launch_options, launch, wants_distribution
-from utils.engine import (Runtime, evaluate, load_for_eval, make_loader, prepare_data, run_name,
-                          select_device, setup_process)
+from utils import confusion
+from utils.engine import (Runtime, class_names, evaluate, load_for_eval, make_loader,
+                          prepare_data, run_name, select_device, setup_process)
 from utils.config import Config
 from utils.errors import UserError, reading_user_files, run_main
 from utils.list_file import read_categories
@@ -44,6 +49,49 @@ def write_predictions(path: str, dataset, result: dict, class_names: list[str]) 
             names = [class_names[c] if c < len(class_names) else str(c) for c in top[row]]
             w.writerow([rec.path, rec.label] + names
                        + [f'{scores[row, c]:.6f}' for c in top[row]])
+
+
+def write_class_analysis(folder: str, tag: str, scores: np.ndarray, labels: np.ndarray,
+                         names: list[str], log: RunLog, top: int = 20) -> dict:
+    """Per-class accuracy CSV, confusion PNG and most-confused pairs of the labelled, readable
+    videos (`scores`, `labels`), into `folder` and TensorBoard (the run folder's event file);
+    returns extra result fields (within_pair_acc on the synthetic dataset's classes)."""
+    n = scores.shape[1]
+    names = [names[c] if c < len(names) else str(c) for c in range(n)]
+    cm = confusion.confusion_matrix(labels, scores.argmax(axis=1), n)
+    videos, acc = confusion.per_class_accuracy(cm)
+    per_class = os.path.join(folder, f'{tag}_per_class.csv')
+    with open(per_class, 'w', newline='', encoding='utf-8') as f:
+        w = csv.writer(f)
+        w.writerow(['class', 'name', 'videos', 'top1'])
+        for c in range(n):
+            w.writerow([c, names[c], int(videos[c]), '' if np.isnan(acc[c]) else f'{acc[c]:.2f}'])
+    pairs_path = os.path.join(folder, f'{tag}_confused_pairs.txt')
+    pairs_text = confusion.format_confused_pairs(cm, names, top)
+    with open(pairs_path, 'w', encoding='utf-8') as f:
+        f.write(pairs_text)
+    png = os.path.join(folder, f'{tag}_confusion.png')
+    fig = confusion.plot_confusion(cm, names, png, top, title=f'{tag}: confusion, rows '
+                                   f'normalised, confused classes together')
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(log_dir=folder)
+    tb.add_figure(f'test/{tag}_confusion', fig)             # closes the figure
+    table = ['| class | name | videos | top-1 |', '|---|---|---|---|'] + [
+        f'| {c} | {names[c]} | {int(videos[c])} | '
+        f'{"" if np.isnan(acc[c]) else f"{acc[c]:.2f}"} |' for c in range(n)]
+    tb.add_text(f'test/{tag}_per_class', '\n'.join(table))
+    tb.add_text(f'test/{tag}_confused_pairs', '    ' + pairs_text.replace('\n', '\n    '))
+    tb.close()
+    extra = {}
+    if confusion.is_synthetic_classes(names):
+        within, count = confusion.within_pair_accuracy(scores, labels,
+                                                       confusion.synthetic_pairs(names))
+        if within is not None:
+            extra['within_pair_acc'] = within
+            log.info(f'within-pair accuracy (true class scored above its time-reversed '
+                     f'partner) {within:.2f} on {count} videos')
+    log.info(f'per-class accuracy: {per_class}\nconfusion: {png}\nmost confused: {pairs_path}')
+    return extra
 
 
 def test_parser():
@@ -103,6 +151,8 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
     ok = (result['labels'] >= 0) & (result['bad_mask'] == 0)
     if ok.any():
         result['mean_class_acc'] = mean_class_accuracy(result['scores'][ok], result['labels'][ok])
+        result.update(write_class_analysis(folder, tag, result['scores'][ok],
+                                           result['labels'][ok], class_names(cfg.data), log))
         log.info(f'{views.eval_split}: {views.views} views ({views.num_clips} clips x '
                  f'{views.num_crops} crops) top1 {result["top1"]:.2f} top5 {result["top5"]:.2f} mean class '
                  f'accuracy {result["mean_class_acc"]:.2f} on {result["count"]} videos')
@@ -110,6 +160,13 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
         log.info(f'{views.eval_split}: the list has no labels; predictions only')
     if result['bad']:
         log.info(f'{result["bad"]} unreadable videos were skipped and are NOT in the accuracy')
+    log.write_json(f'{tag}_result', dict(
+        split=views.eval_split, num_clips=views.num_clips, num_crops=views.num_crops,
+        views=views.views, view_fusion=views.view_fusion, checkpoint=cfg.run.pretrained,
+        **{k: result.get(k) for k in ('top1', 'top5', 'mean_class_acc', 'loss', 'count',
+                                      'bad')},
+        **({'within_pair_acc': result['within_pair_acc']} if 'within_pair_acc' in result
+           else {})))
     log.info(f'scores: {os.path.join(folder, tag + "_scores.npy")}\npredictions: {csv_path}')
     log.close()
     return result

@@ -27,6 +27,15 @@ def model_config(groups: int = 8, **kw):
     return ModelConfig(frames=groups, **kw)
 
 
+def tiny_synthetic(root: str, videos_per_class: int = 2, classes: int = 4) -> str:
+    """A tiny synthetic dataset at `root` (32x40 frames, 8-10 a video, one val video a class)
+    for the tests that train and evaluate end to end; returns `root`."""
+    from utils.synthetic import generate
+    generate(root, seed=0, videos_per_class=videos_per_class, val_per_class=1, height=32,
+             width=40, min_frames=8, max_frames=10, classes=classes, progress=False)
+    return root
+
+
 def write_video(folder: str, frames: int, h: int = 24, w: int = 32, seed: int = 0,
                 tmpl: str = '{:05d}.jpg', start: int = 1) -> None:
     """A video of `frames` JPEGs whose frame k has mean brightness growing with k."""

@@ -158,7 +158,8 @@ def test_resume_restores_the_rng_and_older_numpy_rng_states_still_load(tmp_path)
     torch.save(old, tmp_path / 'old.pth.tar')
     for f in (path, str(tmp_path / 'old.pth.tar')):
         np.random.seed(99)
-        assert resume(f, model, optimizer, scheduler, None) == (1, 12.5)
+        resumed = resume(f, model, optimizer, scheduler, None)
+        assert (resumed.epoch, resumed.best_top1, resumed.iteration) == (1, 12.5, 0)
         np.testing.assert_array_equal(np.random.rand(3), expected)
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_synthetic
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -62,10 +64,8 @@ def spawn2(port):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     """8 training videos; 5 validation and 7 test videos, neither divisible by 2 processes."""
-    from utils.synthetic import generate
     root = str(tmp_path_factory.mktemp('dist') / 'data')
-    generate(root, seed=0, videos_per_class=2, val_per_class=1, height=32, width=40,
-             min_frames=8, max_frames=10, classes=4, progress=False)
+    tiny_synthetic(root)
     lines = {s: open(os.path.join(root, f'{s}.txt')).read().split('\n') for s in
              ('train', 'val', 'test')}
     lines = {s: [ln for ln in v if ln.strip()] for s, v in lines.items()}
@@ -96,7 +96,7 @@ def test_spawned_two_processes_train_checkpoint_and_resume(data, trained, tmp_pa
     assert log.count('epoch 1/2') == 1 and log.count('epoch 2/2') == 1
     assert 'on 5 videos' in log                      # validation counted every video once
     assert sorted(os.listdir(folder)) == sorted(
-        ['checkpoint.pth.tar', 'model_best.pth.tar', 'log.txt']
+        ['checkpoint.pth.tar', 'model_best.pth.tar', 'log.txt', 'metrics.jsonl', 'run.json']
         + [os.path.basename(p) for p in glob.glob(os.path.join(folder, 'events.out.*'))])
     # Every rank resumes from rank 0's checkpoint and goes on with epoch 3.
     res = run([PY, 'train_dist.py', *spawn2(free_port()),
@@ -278,14 +278,15 @@ def one_step(rank: int, world_size: int, port: int, out: str) -> None:
     """One SGD step through the engine (wrap_model, per_process_batch, make_loader,
     train_one_epoch): rank 0 saves the weights."""
     import torch.distributed as dist
+    from torch.distributed.constants import default_pg_timeout
     from opts import arg_parser, parse_config
+    from utils.distributed import join_group
     from utils.engine import (Runtime, make_loader, make_optimizer, per_process_batch,
                               train_one_epoch, wrap_model)
     from utils.run_log import RunLog
     torch.set_num_threads(1)
-    if world_size > 1:
-        dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                                world_size=world_size, rank=rank)
+    if world_size > 1:                       # as run_rank does (see join_group for why)
+        join_group('gloo', f'tcp://127.0.0.1:{port}', world_size, rank, default_pg_timeout)
     cfg, _, _ = parse_config(arg_parser(), ['-b', '8', '-j', '0', '--lr', '0.5', '--epochs', '1',
                                             '--weight-decay', '1e-3'])
     runtime = Runtime(device=torch.device('cpu'), rank=rank, world_size=world_size)
@@ -306,6 +307,24 @@ def one_step(rank: int, world_size: int, port: int, out: str) -> None:
     if world_size > 1:
         dist.barrier()                       # leave together (gloo may abort a lone peer)
         dist.destroy_process_group()
+        del model                            # DDP holds the group: now nothing should
+        left = group_threads()
+        assert not left, (f'rank {rank}: the group outlived destroy_process_group: its threads '
+                          f'{left} would be torn down at exit, each rank on its own')
+
+
+def group_threads() -> list:
+    """This process's threads of a process group: gloo's workers and event loop, rank 0's
+    TCPStore server (torch's thread names, read from /proc: none seen elsewhere)."""
+    names = []
+    for task in glob.glob('/proc/self/task/*/comm'):
+        try:
+            name = open(task).read().strip()
+        except OSError:                      # the thread ended meanwhile
+            continue
+        if 'gloo' in name or 'tcpstore' in name:
+            names.append(name)
+    return names
 
 
 def equivalence(out: str) -> None:

@@ -7,17 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_synthetic as make_tiny_synthetic
+
 import test as test_entry
 import train as train_entry
-from utils.synthetic import generate
 
 
 @pytest.fixture(scope='module')
 def tiny_synthetic(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('syn') / 'data')
-    generate(root, seed=0, videos_per_class=2, val_per_class=1, height=32, width=40,
-             min_frames=8, max_frames=10, classes=4, progress=False)
-    return root
+    return make_tiny_synthetic(str(tmp_path_factory.mktemp('syn') / 'data'))
 
 
 def common(data, logdir):
@@ -40,6 +38,19 @@ def test_train_resume_and_test(tiny_synthetic, tmp_path):
     assert glob.glob(os.path.join(folder, 'events.out.tfevents.*'))
     ckpt = torch.load(os.path.join(folder, 'checkpoint.pth.tar'), weights_only=False)
     assert ckpt['epoch'] == 1 and {'optimizer', 'scheduler', 'rng', 'best_top1'} <= set(ckpt)
+    from utils.synthetic import CLASS_NAMES
+    assert ckpt['classes'] == list(CLASS_NAMES[:4])    # the dataset's categories.txt
+    # the run's machine-readable record: what it is, and one line an epoch
+    import json
+    described = json.load(open(os.path.join(folder, 'run.json')))
+    assert (described['arch'], described['frames'], described['num_classes']) == \
+        ('resnet18-TAM-b3-sum', 4, 4)
+    assert described['params'] == sum(p.numel() for p in ckpt['state_dict'].values()
+                                      if p.dtype.is_floating_point) - sum(
+        v.numel() for k, v in ckpt['state_dict'].items() if 'running_' in k)
+    rows = [json.loads(line) for line in open(os.path.join(folder, 'metrics.jsonl'))]
+    assert [r['epoch'] for r in rows] == [1]
+    assert rows[0]['val_top1'] == first['top1'] and rows[0]['best_top1'] == ckpt['best_top1']
 
     # Resuming the 1-epoch checkpoint for a second epoch equals 2 uninterrupted epochs.
     resumed = train_entry.main(common(data, str(tmp_path / 'b')) + [
@@ -68,6 +79,9 @@ def test_train_resume_and_test(tiny_synthetic, tmp_path):
     assert 0 <= result['mean_class_acc'] <= 100
     top1 = 100 * np.mean(scores.argmax(1) == result['labels'])
     assert result['top1'] == pytest.approx(top1)
+    import json
+    written = json.load(open(os.path.join(folder, 'test_3clips_3crops_result.json')))
+    assert (written['top1'], written['views'], written['count']) == (result['top1'], 9, n_test)
 
     soft = test_entry.main(common(data, str(tmp_path / 'a')) + [
         '--pretrained', os.path.join(folder, 'checkpoint.pth.tar'),

@@ -3,6 +3,7 @@ import io
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -78,19 +79,29 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+CHECKPOINT = 'checkpoint.pth.tar'      # the newest state of a run (--resume auto reads it)
+
+
 def save_checkpoint(folder: str, *, epoch: int, arch: str, model, optimizer, scheduler, scaler,
-                    best_top1: float, is_best: bool, options: dict) -> str:
-    """Write `checkpoint.pth.tar` (and `model_best.pth.tar` when is_best) into `folder`.
+                    best_top1: float, is_best: bool, options: dict, iteration: int = 0,
+                    progress: dict | None = None, classes: list[str] | None = None) -> str:
+    """Write `checkpoint.pth.tar` (and `model_best.pth.tar` when is_best) into `folder`,
+    atomically: a crash leaves the previous file whole.
 
     `epoch` is the number of epochs completed, i.e. the epoch a resumed run starts at;
-    `options` the run's options (Config.options), stored as `args` as the original does.
+    `iteration` > 0 marks a mid-epoch checkpoint (--save_every): that many batches of epoch
+    `epoch` are done, and `progress` holds what the epoch's remaining batches need (each rank's
+    running totals, the world size and batch). `options` are the run's options
+    (Config.options), stored as `args` as the original does; `classes` the class names in
+    label order (tools read them).
     """
     state = dict(epoch=epoch, arch=arch, state_dict=unwrap(model).state_dict(),
                  optimizer=optimizer.state_dict(),
                  scheduler=scheduler.state_dict() if scheduler is not None else None,
                  scaler=scaler.state_dict() if scaler is not None else None,
-                 best_top1=best_top1, args=dict(options), rng=rng_state())
-    path = os.path.join(folder, 'checkpoint.pth.tar')
+                 best_top1=best_top1, args=dict(options), rng=rng_state(),
+                 iteration=iteration, progress=progress, classes=classes)
+    path = os.path.join(folder, CHECKPOINT)
     atomic_save(state, path)
     set_resume_checkpoint(path)       # a Ctrl-C from now on (even during model_best) resumes it
     if is_best:
@@ -111,9 +122,20 @@ def _model_differences(saved: dict, options: dict) -> list[str]:
             if name in saved and name in options and saved[name] != options[name]]
 
 
+@dataclass
+class Resumed:
+    """Where a resumed run continues: at `iteration` batches into epoch `epoch` (0: its start),
+    with the best top-1 so far; `progress` and `rng` as the mid-epoch checkpoint saved them."""
+    epoch: int
+    best_top1: float
+    iteration: int = 0
+    progress: dict | None = None
+    rng: dict | None = None
+
+
 def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False,
-           arch: str | None = None, options: dict | None = None) -> tuple[int, float]:
-    """Restore a training run; returns (epoch to start at, best top-1 so far). The file is read
+           arch: str | None = None, options: dict | None = None) -> Resumed:
+    """Restore a training run; returns where it continues (Resumed). The file is read
     safely (models.checkpoint_file.load_file: no code runs unless ``trust``). A checkpoint of
     another model (`arch`, or the options in MODEL_OPTIONS of `args`) is a one-line error that
     names the options that differ (`options`: this run's Config.options)."""
@@ -146,4 +168,5 @@ def resume(path: str, model, optimizer, scheduler, scaler, trust: bool = False,
         scaler.load_state_dict(ckpt['scaler'])
     if 'rng' in ckpt:
         set_rng_state(ckpt['rng'])
-    return ckpt['epoch'], ckpt.get('best_top1', 0.0)
+    return Resumed(ckpt['epoch'], float(ckpt.get('best_top1', 0.0)), int(ckpt.get('iteration', 0)),
+                   ckpt.get('progress'), ckpt.get('rng'))

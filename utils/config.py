@@ -120,11 +120,13 @@ class RunConfig:
     amp: bool = False
     amp_dtype: str = 'fp16'
     channels_last: bool = False
+    compile: str | None = None           # a torch.compile backend (--compile)
     system_malloc: bool = False
     disable_cudnn_benchmark: bool = False
     logdir: str = 'logs'
     print_freq: int = 20
-    resume: str = ''
+    save_every: int = 0                  # iterations between mid-epoch checkpoints (0: none)
+    resume: str = ''                     # a path, or 'auto' (engine.checkpoint_to_resume)
     pretrained: str | None = None
     trust_checkpoint: bool = False
     imagenet_pretrained: bool = True     # False with --no_imagenet_pretrained, or when a
@@ -176,7 +178,8 @@ class Config:
         data = dataclasses.replace(data, mean=mean, std=std)
         model = ModelConfig.from_namespace(args, getattr(args, 'num_classes', None) or 0)
         model = dataclasses.replace(model, frames=data.clip_length, input_channels=data.channels)
-        loads_checkpoint = bool(args.resume or args.pretrained or args.evaluate)
+        loads_checkpoint = bool(args.resume not in ('', 'auto') or args.pretrained
+                                or args.evaluate)
         run = take(RunConfig, imagenet_pretrained=not (args.no_imagenet_pretrained
                                                        or loads_checkpoint))
         optim = take(OptimConfig, lr_steps=tuple(args.lr_steps))

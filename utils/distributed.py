@@ -129,6 +129,32 @@ def _spawned(local_rank: int, worker, cfg, nproc: int, node_rank: int, world_siz
              report_interrupt=rank == 0)
 
 
+def join_group(backend: str, init_method: str, world_size: int, rank: int,
+               timeout: datetime.timedelta) -> None:
+    """init_process_group, with each restart of a torchrun job in its own key space.
+
+    torchrun's workers share its agent's store (TORCHELASTIC_USE_AGENT_STORE), which keeps
+    across a restart the keys the dead processes wrote, their gloo/NCCL addresses among them
+    (torch 2.13): the restarted ranks read those and fail to connect ('Connection refused').
+    A prefix per restart (TORCHELASTIC_RESTART_COUNT) keeps the rounds apart."""
+    # Before the group exists: torch.distributed.nn binds group.WORLD into its functions'
+    # defaults when first imported, and DDP imports it (via torch._dynamo). Imported later it
+    # would keep this group alive past destroy_process_group, so its gloo threads and sockets
+    # (rank 0: the TCPStore server) would end at interpreter exit, each rank on its own
+    # instead of together after the barrier: the abort at exit seen under load.
+    import torch.distributed.nn  # noqa: F401
+    env = os.environ
+    if init_method == 'env://' and env.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
+        store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']), world_size,
+                              is_master=False, timeout=timeout)
+        store = dist.PrefixStore(f'restart{env.get("TORCHELASTIC_RESTART_COUNT", "0")}', store)
+        dist.init_process_group(backend, store=store, world_size=world_size, rank=rank,
+                                timeout=timeout)
+        return
+    dist.init_process_group(backend, init_method=init_method, world_size=world_size, rank=rank,
+                            timeout=timeout)
+
+
 def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: str, cfg,
              nproc: int, notes):
     """Join the process group as `rank` and run worker(cfg, runtime, notes), with this
@@ -144,8 +170,7 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
         if 'OMP_NUM_THREADS' not in os.environ:   # torchrun sets it; else share the cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     try:
-        dist.init_process_group(backend, init_method=init_method, world_size=world_size,
-                                rank=rank, timeout=datetime.timedelta(seconds=timeout))
+        join_group(backend, init_method, world_size, rank, datetime.timedelta(seconds=timeout))
     except (RuntimeError, ValueError) as exc:         # DistError is a RuntimeError
         raise SystemExit(f'error: rank {rank}: could not form the group of {world_size} '
                          f'processes at {init_method} within --dist_timeout '

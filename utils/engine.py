@@ -5,6 +5,7 @@ to `evaluate` (test.py). Everything else lives here: data loaders, the train/val
 metrics, mixed precision, schedulers, checkpoints and logging.
 """
 import functools
+import itertools
 import os
 import time
 from contextlib import nullcontext
@@ -12,15 +13,15 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from models import build_model, count_conv_macs, count_params, family, load_imagenet, load_pretrained
 from utils import distributed, synthetic
-from utils.checkpoint import resume, save_checkpoint
+from utils.checkpoint import CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
 from utils.config import Config, DataConfig, OptimConfig, RunConfig
 from utils.errors import UserError, reading_user_files, set_resume_checkpoint
 from utils.list_file import read_categories
-from utils.runtime import Runtime
+from utils.runtime import Runtime, job_restart
 from utils.run_log import RunLog, attach_warnings, current_log_path, make_folder
 from utils.storage import FrameReadError
 from utils.transforms import normalize
@@ -124,6 +125,31 @@ def num_classes_of(data: DataConfig) -> int:
     raise UserError(f'cannot tell the number of classes: {label_file} is missing')
 
 
+def class_names(data: DataConfig) -> list[str]:
+    """The dataset's class names in label order: its categories file, the synthetic
+    dataset's own, else the label numbers."""
+    label_file = os.path.join(data.datadir, data.dataset_config['label_file'])
+    if os.path.isfile(label_file):
+        return read_categories(label_file)
+    if data.dataset == 'synthetic':
+        return list(synthetic.CLASS_NAMES)
+    return [str(c) for c in range(data.num_classes)]
+
+
+def describe_run(cfg: Config, model: torch.nn.Module, arch: str, name: str) -> dict:
+    """What a run is (its run.json): model, clip, size, cost, classes and options."""
+    data = cfg.data
+    return dict(name=name, arch=arch, backbone_net=cfg.model.backbone_net,
+                temporal_module=cfg.model.temporal_module_name if family(
+                    cfg.model.backbone_net).is_2d else None,
+                frames=data.clip_length, input_size=data.input_size, modality=data.modality,
+                params=count_params(model),
+                conv_gmacs=count_conv_macs(model, data.clip_length, data.input_size,
+                                           data.channels) / 1e9,
+                num_classes=cfg.model.num_classes, classes=class_names(data),
+                options=cfg.options)
+
+
 def build(cfg: Config) -> tuple[torch.nn.Module, str]:
     """The model for these options (its time dimension is the clip length) and its arch name."""
     if not cfg.model.num_classes:
@@ -148,17 +174,41 @@ def describe_model(model: torch.nn.Module, cfg: Config) -> str:
             f'{macs:,} ({macs / 1e9:.2f} GFLOPs)')
 
 
+class SkipFirst(Sampler):
+    """A sampler's indices after the first `skip` (0: all of them), so that an epoch resumed
+    from a mid-epoch checkpoint sees exactly the clips it had left: the order is the same (the
+    sampler's seed is the epoch's) and a clip depends only on (seed, epoch, video)."""
+
+    def __init__(self, sampler: Sampler):
+        self.sampler, self.skip = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, 'set_epoch'):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)
+
+
 def make_loader(dataset, data: DataConfig, runtime: Runtime, train: bool, batch_size: int
                 ) -> DataLoader:
-    """The DataLoader of a dataset: shuffled (a seeded generator) or sharded by rank under
-    distribution, pinned memory on CUDA, workers' warnings into the run's log."""
-    sampler = distributed.make_sampler(dataset, runtime, train) if runtime.distributed else None
+    """The DataLoader of a dataset: shuffled by a seeded generator (training; `SkipFirst`
+    lets a resumed epoch start where it stopped) or sharded by rank under distribution, pinned
+    memory on CUDA, workers' warnings into the run's log."""
+    generator = torch.Generator() if train else None
+    if runtime.distributed:
+        sampler = distributed.make_sampler(dataset, runtime, train)
+    else:     # what DataLoader(shuffle=True) makes itself: the same order from the generator
+        sampler = RandomSampler(dataset, generator=generator) if train else None
     log_path = current_log_path()           # workers' warnings (unreadable videos) to log.txt
     init = functools.partial(attach_warnings, log_path) if log_path and data.workers else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
-                      sampler=sampler, num_workers=data.workers, drop_last=train,
-                      pin_memory=runtime.device.type == 'cuda',
-                      generator=torch.Generator() if train else None,
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=SkipFirst(sampler) if train else sampler,
+                      num_workers=data.workers, drop_last=train,
+                      pin_memory=runtime.device.type == 'cuda', generator=generator,
                       worker_init_fn=init)
 
 
@@ -245,13 +295,21 @@ class Totals:
 
 
 def train_one_epoch(model, loader, optimizer, scaler, cfg: Config, runtime: Runtime, epoch: int,
-                    log: RunLog) -> dict:
+                    log: RunLog, done: int = 0, totals: 'Totals | None' = None,
+                    save=None) -> dict:
+    """Train one epoch. Resumed mid-epoch, `done` batches of it were trained before (the
+    loader starts after them) and `totals` holds their sums; `save(batches_done, totals)` is
+    called every --save_every batches (not after the last one: the epoch's end saves)."""
     model.train()
-    totals = Totals()
+    if runtime.device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    totals = totals or Totals()
+    batches = done + len(loader)
     seen, data_time, t_start = 0, 0.0, time.time()
     t_data = time.time()
-    bar = log.progress(loader, desc=f'train {epoch + 1}/{cfg.optim.epochs}')
-    for i, batch in enumerate(bar):
+    bar = log.progress(loader, desc=f'train {epoch + 1}/{cfg.optim.epochs}', initial=done,
+                       total=batches)
+    for i, batch in enumerate(bar, start=done):
         clips = batch['clip'].to(runtime.device, non_blocking=True)
         labels = batch['label'].to(runtime.device, non_blocking=True)
         data_time += time.time() - t_data
@@ -267,19 +325,25 @@ def train_one_epoch(model, loader, optimizer, scaler, cfg: Config, runtime: Runt
         totals.add(loss_sum=loss.item() * n, correct1=c1, correct5=c5, count=n,
                    bad=batch['bad'].sum())
         seen += n
+        steps = i + 1 - done                 # batches trained in this process
         elapsed = time.time() - t_start
         s = totals.summary()
         bar.set_postfix(loss=f'{s["loss"]:.3f}', top1=f'{s["top1"]:.1f}',
                         clips_s=f'{seen * runtime.world_size / elapsed:.1f}',
-                        data=f'{data_time / (i + 1):.3f}s')
+                        data=f'{data_time / steps:.3f}s')
         if (i + 1) % cfg.run.print_freq == 0:
-            log.info(f'epoch {epoch + 1} iter {i + 1}/{len(loader)} loss {s["loss"]:.4f} '
+            log.info(f'epoch {epoch + 1} iter {i + 1}/{batches} loss {s["loss"]:.4f} '
                      f'top1 {s["top1"]:.2f} clips/s {seen * runtime.world_size / elapsed:.1f} '
-                     f'data {data_time / (i + 1):.3f}s', console=False)
+                     f'data {data_time / steps:.3f}s', console=False)
+        if save is not None and cfg.run.save_every and (i + 1) % cfg.run.save_every == 0 \
+                and i + 1 < batches:
+            save(i + 1, totals)
         t_data = time.time()
     result = totals.reduce(runtime).summary()
     result['clips_per_s'] = seen * runtime.world_size / max(time.time() - t_start, 1e-9)
     result['data_time'] = data_time / max(len(loader), 1)
+    if runtime.device.type == 'cuda':
+        result['peak_gib'] = torch.cuda.max_memory_allocated(runtime.device) / 2 ** 30
     ratio = cfg.data.max_bad_ratio
     if result['bad'] > ratio * len(loader.dataset):
         where = current_log_path() or 'the warnings above'
@@ -424,6 +488,8 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {cfg.model.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
+
+    t_run = time.time()
     with reading_user_files():              # train and val lists must be labelled (list_file)
         val_set = build_dataset(cfg.data, 'val', train=False, seed=cfg.seed)
         train_set = None if run.evaluate else build_dataset(cfg.data, 'train', train=True,
@@ -435,28 +501,40 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         raise UserError(f'{len(train_set)} training videos make no full batch of '
                         f'-b {optim.batch_size}; lower -b')
 
-    if run.pretrained:
+    resume_path, note = checkpoint_to_resume(run, folder)
+    if note:
+        log.info(f'note: {note}')
+    if runtime.is_main and not run.evaluate:
+        log.write_json('run', describe_run(cfg, model, arch, name))
+        if not resume_path and os.path.isfile(os.path.join(folder, 'metrics.jsonl')):
+            os.remove(os.path.join(folder, 'metrics.jsonl'))   # a new run of this folder
+    if run.pretrained and not resume_path:
         log.info(load_pretrained(model, run.pretrained, adapt_rgb_stem=True,
                                  trust=run.trust_checkpoint, new_classifier=not run.evaluate))
-    elif run.imagenet_pretrained:
+    elif run.imagenet_pretrained and not resume_path:
         log.info(load_imagenet(model, family(cfg.model.backbone_net).imagenet, cfg.model.depth,
                                run.imagenet_weights, trust=run.trust_checkpoint))
 
     model = wrap_model(model, cfg, runtime)
+    if cfg.dist.sync_bn and runtime.device.type == 'cuda':
+        synced = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+        log.info(f'--sync-bn: {synced} BatchNorm layers are SyncBatchNorm')
     optimizer = make_optimizer(model, optim)
     scheduler = make_scheduler(optimizer, optim)
     scaler = make_scaler(run, runtime.device)
-    start_epoch, best_top1 = optim.start_epoch, 0.0
-    if run.resume:
-        start_epoch, best_top1 = resume(run.resume, model, optimizer, scheduler, scaler,
-                                        trust=run.trust_checkpoint, arch=arch,
-                                        options=cfg.options)
-        log.info(f'resumed from {run.resume} at epoch {start_epoch} (best top-1 {best_top1:.2f})')
-        if start_epoch >= optim.epochs and not run.evaluate:
-            raise UserError(f'nothing to train: --resume {run.resume} has completed '
-                            f'{start_epoch} epoch{"s" if start_epoch != 1 else ""} and --epochs '
-                            f'is {optim.epochs}; give a larger --epochs to train on')
-        set_resume_checkpoint(run.resume)
+    resumed = Resumed(optim.start_epoch, 0.0)
+    if resume_path:
+        resumed = resume(resume_path, model, optimizer, scheduler, scaler,
+                         trust=run.trust_checkpoint, arch=arch, options=cfg.options)
+        where = f' iteration {resumed.iteration}' if resumed.iteration else ''
+        log.info(f'resumed from {resume_path} at epoch {resumed.epoch}{where} (best top-1 '
+                 f'{resumed.best_top1:.2f})')
+        if resumed.epoch >= optim.epochs and not run.evaluate:
+            raise UserError(f'nothing to train: --resume {resume_path} has completed '
+                            f'{resumed.epoch} epoch{"s" if resumed.epoch != 1 else ""} and '
+                            f'--epochs is {optim.epochs}; give a larger --epochs to train on')
+        set_resume_checkpoint(resume_path)
+    start_epoch, best_top1 = resumed.epoch, resumed.best_top1
 
     val_loader = make_loader(val_set, cfg.data, runtime, train=False, batch_size=optim.batch_size)
     if run.evaluate:
@@ -466,20 +544,42 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         return result
     train_loader = make_loader(train_set, cfg.data, runtime, train=True, batch_size=batch)
 
+    def save(epoch: int, is_best: bool = False, batches: int = 0, totals=None):
+        progress = None
+        if batches:                          # mid-epoch: every rank's running totals
+            per_rank = [totals.values]
+            if runtime.distributed:
+                per_rank = [None] * runtime.world_size
+                torch.distributed.all_gather_object(per_rank, totals.values)
+            progress = dict(totals=per_rank, world_size=runtime.world_size,
+                            batch_size=optim.batch_size)
+        if runtime.is_main:
+            save_checkpoint(folder, epoch=epoch, arch=arch, model=model, optimizer=optimizer,
+                            scheduler=scheduler, scaler=scaler, best_top1=best_top1,
+                            is_best=is_best, options=cfg.options, iteration=batches,
+                            progress=progress, classes=names)
+
+    names = class_names(cfg.data)
+    done, totals = mid_epoch_start(resumed, runtime, optim.batch_size)
     result = {}
     best_path = os.path.join(folder, 'model_best.pth.tar')
     for epoch in range(start_epoch, optim.epochs):
         # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it.
         seed_everything(cfg.seed + epoch)
+        if done:                             # mid-epoch: the RNG where the checkpoint was
+            set_rng_state(resumed.rng)
         train_set.set_epoch(epoch)
         train_loader.generator.manual_seed(cfg.seed + epoch)
-        if hasattr(train_loader.sampler, 'set_epoch'):
-            train_loader.sampler.set_epoch(epoch)
+        train_loader.sampler.set_epoch(epoch)
+        train_loader.sampler.skip = done * batch
         lr = optimizer.param_groups[0]['lr']
         t0 = time.time()
         try:
             train = train_one_epoch(model, train_loader, optimizer, scaler, cfg, runtime,
-                                    epoch, log)
+                                    epoch, log, done, totals,
+                                    save=lambda batches, totals: save(epoch, False, batches,
+                                                                      totals))
+            done, totals = 0, None
         except FrameReadError as exc:         # a run of unreadable videos: wrong data
             raise UserError(f'{last_line(exc)}, epoch {epoch + 1}; check the data with '
                             f'tools/check_dataset.py') from None
@@ -494,20 +594,55 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         best_top1 = max(best_top1, result['top1'])
         log.info(f'epoch {epoch + 1}/{optim.epochs} lr {lr:.5f} | train loss {train["loss"]:.4f} '
                  f'top1 {train["top1"]:.2f} ({train["clips_per_s"]:.1f} clips/s, data '
-                 f'{train["data_time"]:.3f}s/it, {train["bad"]} unreadable replaced) | '
+                 f'{train["data_time"]:.3f}s/it, '
+                 + (f'peak {train["peak_gib"]:.1f} GiB, ' if 'peak_gib' in train else '')
+                 + f'{train["bad"]} unreadable replaced) | '
                  f'{format_eval(result, "val")} | best {best_top1:.2f} | {time.time() - t0:.0f}s')
         log.scalars({'loss': train['loss'], 'top1': train['top1'], 'top5': train['top5'],
                      'lr': lr, 'clips_per_s': train['clips_per_s']}, epoch + 1, 'train/')
         log.scalars({k: result[k] for k in ('loss', 'top1', 'top5')}, epoch + 1, 'val/')
-        if runtime.is_main:
-            save_checkpoint(folder, epoch=epoch + 1, arch=arch, model=model, optimizer=optimizer,
-                            scheduler=scheduler, scaler=scaler, best_top1=best_top1,
-                            is_best=is_best, options=cfg.options)
+        log.record('metrics', dict(
+            epoch=epoch + 1, lr=lr, **{f'train_{k}': train[k] for k in
+                                       ('loss', 'top1', 'top5', 'clips_per_s', 'data_time')},
+            **{f'val_{k}': result[k] for k in ('loss', 'top1', 'top5')}, best_top1=best_top1,
+            epoch_seconds=time.time() - t0, run_seconds=time.time() - t_run))
+        save(epoch + 1, is_best)
     log.info(f'done: best val top-1 {best_top1:.2f}; checkpoints in {folder}')
     log.close()
     result['best_top1'] = best_top1
     result['folder'] = folder
     return result
+
+
+def checkpoint_to_resume(run: RunConfig, folder: str) -> tuple[str, str | None]:
+    """The checkpoint to resume from ('' for none) and a note: --resume PATH; --resume auto,
+    or a job its launcher restarted (torchrun --max-restarts, SLURM requeue) without --resume:
+    the run folder's checkpoint.pth.tar if there is one."""
+    restart = job_restart()
+    if run.resume not in ('', 'auto') or (not run.resume and restart is None):
+        return run.resume, None
+    why = '--resume auto' if run.resume else f'restart {restart[0]} of this job by {restart[1]}'
+    path = os.path.join(folder, CHECKPOINT)
+    if os.path.isfile(path):
+        return path, f'{why}: resuming from {path}'
+    return '', f'{why}: no {CHECKPOINT} in {folder} yet, starting the run'
+
+
+def mid_epoch_start(resumed: Resumed, runtime: Runtime, batch_size: int):
+    """(batches of the resumed epoch already trained, their Totals on this rank), (0, None)
+    at an epoch boundary. A mid-epoch checkpoint continues only with the world size and -b it
+    was written with (the data each process sees depends on both)."""
+    if not resumed.iteration:
+        return 0, None
+    progress = resumed.progress or {}
+    if (progress.get('world_size'), progress.get('batch_size')) != (runtime.world_size,
+                                                                     batch_size):
+        raise UserError(f'the checkpoint was written mid-epoch by {progress.get("world_size")} '
+                        f'processes with -b {progress.get("batch_size")}; it continues only '
+                        f'with the same (this run: {runtime.world_size}, -b {batch_size})')
+    totals = Totals()
+    totals.values.update(progress['totals'][runtime.rank])
+    return resumed.iteration, totals
 
 
 def last_line(exc: BaseException) -> str:
@@ -528,14 +663,19 @@ def per_process_batch(batch_size: int, runtime: Runtime) -> int:
 
 
 def wrap_model(model, cfg: Config, runtime: Runtime):
-    """Move to the device; DataParallel over all visible GPUs when asked for in one process;
-    DistributedDataParallel (with SyncBatchNorm on CUDA if --sync-bn) under distribution."""
-    if runtime.distributed and cfg.dist.sync_bn and runtime.device.type == 'cuda':
+    """Move to the device; torch.compile with --compile; DataParallel over all visible GPUs
+    when asked for in one process; DistributedDataParallel (with SyncBatchNorm on CUDA if
+    --sync-bn) in a process group, also of one process (train_dist.py on one GPU)."""
+    grouped = runtime.distributed or (torch.distributed.is_available()
+                                      and torch.distributed.is_initialized())
+    if grouped and cfg.dist.sync_bn and runtime.device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(runtime.device)
     if cfg.run.channels_last:
         to_channels_last(model)
-    if runtime.distributed:
+    if cfg.run.compile:
+        model = torch.compile(model, backend=cfg.run.compile)
+    if grouped:
         ids = [runtime.device.index] if runtime.device.type == 'cuda' else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if runtime.data_parallel:

@@ -122,6 +122,21 @@ class RunLog:
                 self._tb.add_scalar(f'{prefix}{k}', v, step)
             self._tb.flush()
 
+    def record(self, name: str, row: dict) -> None:
+        """Append `row` as one JSON line to `<folder>/<name>.jsonl` (metrics.jsonl: one line an
+        epoch), the machine-readable record of a run that tools read."""
+        if self.enabled and self.folder:
+            import json
+            with open(os.path.join(self.folder, f'{name}.jsonl'), 'a', encoding='utf-8') as f:
+                f.write(json.dumps(row, default=str) + '\n')
+
+    def write_json(self, name: str, content: dict) -> None:
+        """`<folder>/<name>.json` (run.json: what the run is), replaced whole."""
+        if self.enabled and self.folder:
+            import json
+            with open(os.path.join(self.folder, f'{name}.json'), 'w', encoding='utf-8') as f:
+                json.dump(content, f, indent=1, default=str)
+
     def progress(self, iterable, **kwargs):
         """A tqdm bar on a terminal and the main process; plain iteration elsewhere."""
         disable = not self.enabled or not sys.stderr.isatty()

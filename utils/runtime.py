@@ -22,3 +22,16 @@ class Runtime:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+def job_restart() -> tuple[int, str] | None:
+    """(restart number, by whom) when this process belongs to a job that its launcher started
+    again after a failure or preemption: torchrun --max-restarts (TORCHELASTIC_RESTART_COUNT)
+    or SLURM's requeue (SLURM_RESTART_COUNT); None for a first start."""
+    import os
+    for var, who in (('TORCHELASTIC_RESTART_COUNT', 'torchrun'),
+                     ('SLURM_RESTART_COUNT', 'SLURM')):
+        count = os.environ.get(var, '0')
+        if count.isdigit() and int(count) > 0:
+            return int(count), who
+    return None

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""One table and two figures of train.py runs, from their run folders.
+
+    python3 tools/report.py logs/* --out report
+
+For each run folder (`<logdir>/<run name>/`, holding run.json and metrics.jsonl as train.py
+writes them; a glob in quotes is expanded here too) a row: run, model, frames, parameters,
+GFLOPs (2 x the conv multiply-accumulates of one clip, as the README's model tables), best
+validation top-1 and the top-5 of that epoch, the test top-1 of the newest test.py result in the
+folder with its views (clips x crops), on the synthetic dataset the within-pair accuracy of
+those test predictions (utils/confusion.within_pair_accuracy), mean training clips/s, epochs
+and wall time (the sum of the epochs' seconds). A resumed run's metrics.jsonl repeats epochs:
+the last line of each counts.
+
+Writes report.md, report.csv, accuracy_vs_gflops.png (top-1 against GFLOPs, one labelled point
+per run: the test top-1 where there is one, else the best val top-1) and curves.png (val top-1
+and train loss per epoch of every run) into --out, and prints the table. A folder that is not a
+run folder is a one-line warning; no run at all is an error.
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from utils import confusion  # noqa: E402
+
+COLUMNS = [  # (csv key, markdown header)
+    ('run', 'run'), ('model', 'model'), ('frames', 'frames'), ('params_m', 'params (M)'),
+    ('gflops', 'GFLOPs (2 x conv GMACs)'), ('val_top1', 'best val top-1'),
+    ('val_top5', 'val top-5 (at best)'), ('best_epoch', 'best epoch'),
+    ('test_top1', 'test top-1 (clips x crops)'), ('within_pair', 'within-pair (test)'),
+    ('clips_per_s', 'train clips/s'), ('epochs', 'epochs'), ('wall_s', 'wall time')]
+
+
+class NotARun(Exception):
+    """A folder without the files of a train.py run (the message says which)."""
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The epochs of metrics.jsonl in order, the last line of each epoch (a resumed run
+    appends the epochs it trains again)."""
+    rows = {}
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[int(row['epoch'])] = row
+    return [rows[e] for e in sorted(rows)]
+
+
+def newest_result(folder: str) -> tuple[str, dict] | None:
+    """(tag, content) of the newest <tag>_result.json of test.py in `folder`, if any."""
+    paths = glob.glob(os.path.join(glob.escape(folder), '*_result.json'))
+    if not paths:
+        return None
+    path = max(paths, key=lambda p: (os.path.getmtime(p), p))
+    with open(path, encoding='utf-8') as f:
+        return os.path.basename(path)[:-len('_result.json')], json.load(f)
+
+
+def test_labels(csv_path: str) -> np.ndarray:
+    """The label column of a test.py predictions CSV, in its rows' order (the scores' order)."""
+    with open(csv_path, newline='', encoding='utf-8') as f:
+        return np.array([int(row['label']) for row in csv.DictReader(f)], int)
+
+
+def within_pair(folder: str, tag: str, classes: list[str]) -> float | None:
+    """The within-pair accuracy of test predictions <tag>_scores.npy / _predictions.csv on
+    the synthetic dataset's classes, None if they are not there or not synthetic."""
+    scores_path = os.path.join(folder, f'{tag}_scores.npy')
+    csv_path = os.path.join(folder, f'{tag}_predictions.csv')
+    if not (confusion.is_synthetic_classes(classes) and os.path.isfile(scores_path)
+            and os.path.isfile(csv_path)):
+        return None
+    scores, labels = np.load(scores_path), test_labels(csv_path)
+    if len(scores) != len(labels):
+        return None
+    keep = labels >= 0
+    acc, _ = confusion.within_pair_accuracy(scores[keep], labels[keep],
+                                            confusion.synthetic_pairs(classes))
+    return acc
+
+
+def read_run(folder: str) -> dict:
+    """One row of the report (raw numbers) and the run's epochs; NotARun for a folder that is
+    not a complete run folder."""
+    missing = [n for n in ('run.json', 'metrics.jsonl')
+               if not os.path.isfile(os.path.join(folder, n))]
+    if not os.path.isdir(folder):
+        raise NotARun('not a folder')
+    if missing:
+        raise NotARun(f'no {" or ".join(missing)} (not a train.py run folder?)')
+    try:
+        with open(os.path.join(folder, 'run.json'), encoding='utf-8') as f:
+            run = json.load(f)
+        epochs = read_metrics(os.path.join(folder, 'metrics.jsonl'))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NotARun(f'cannot read its run.json/metrics.jsonl: {type(exc).__name__}: {exc}')
+    if not epochs:
+        raise NotARun('metrics.jsonl has no epoch yet')
+    best = max(range(len(epochs)), key=lambda k: (epochs[k]['val_top1'], -k))   # first best
+    row = dict(run=run.get('name') or os.path.basename(os.path.normpath(folder)),
+               model=run.get('arch'), frames=run.get('frames'),
+               params_m=run['params'] / 1e6 if run.get('params') is not None else None,
+               gflops=2 * run['conv_gmacs'] if run.get('conv_gmacs') is not None else None,
+               val_top1=epochs[best]['val_top1'], val_top5=epochs[best]['val_top5'],
+               best_epoch=epochs[best]['epoch'],
+               test_top1=None, test_views=None, within_pair=None,
+               clips_per_s=float(np.mean([e['train_clips_per_s'] for e in epochs])),
+               epochs=len(epochs), wall_s=float(sum(e['epoch_seconds'] for e in epochs)),
+               folder=folder)
+    result = newest_result(folder)
+    if result is not None:
+        tag, content = result
+        if content.get('count'):             # a labelled list: an accuracy to show
+            row['test_top1'] = content.get('top1')
+            row['test_views'] = f'{content.get("num_clips")}x{content.get("num_crops")}'
+            row['within_pair'] = within_pair(folder, tag, run.get('classes') or [])
+    return dict(row=row, epochs=epochs)
+
+
+def hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f'{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}'
+
+
+def formatted(row: dict) -> dict:
+    """The row as the Markdown table shows it."""
+    def num(v, digits=2):
+        return '-' if v is None else f'{v:.{digits}f}'
+    test = '-' if row['test_top1'] is None else f'{row["test_top1"]:.2f} ({row["test_views"]})'
+    return dict(row, params_m=num(row['params_m']), gflops=num(row['gflops']),
+                val_top1=num(row['val_top1']), val_top5=num(row['val_top5']), test_top1=test,
+                within_pair=num(row['within_pair']), clips_per_s=num(row['clips_per_s'], 1),
+                wall_s=hms(row['wall_s']), frames='-' if row['frames'] is None else row['frames'])
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ['| ' + ' | '.join(h for _, h in COLUMNS) + ' |',
+             '|' + '|'.join('---' for _ in COLUMNS) + '|']
+    for row in rows:
+        f = formatted(row)
+        lines.append('| ' + ' | '.join(str(f[k]) for k, _ in COLUMNS) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    keys = [k for k, _ in COLUMNS] + ['test_views', 'folder']
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for row in rows:
+            w.writerow(['' if row[k] is None else row[k] for k in keys])
+
+
+def labels_of(rows: list[dict]) -> list[str]:
+    """Run names for the plots; a name that several folders share gets its folder instead."""
+    names = [r['run'] for r in rows]
+    return [r['folder'] if names.count(r['run']) > 1 else r['run'] for r in rows]
+
+
+def plot(runs: list[dict], out: str) -> list[str]:
+    """accuracy_vs_gflops.png and curves.png in `out`; returns their paths."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = [r['row'] for r in runs]
+    labels = labels_of(rows)
+    paths = [os.path.join(out, 'accuracy_vs_gflops.png'), os.path.join(out, 'curves.png')]
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for row, label in zip(rows, labels):
+        if row['gflops'] is None:
+            continue
+        test = row['test_top1'] is not None
+        y = row['test_top1'] if test else row['val_top1']
+        ax.scatter(row['gflops'], y, s=40, marker='o' if test else 's',
+                   facecolors='C0' if test else 'none', edgecolors='C0')
+        ax.annotate(label, (row['gflops'], y), textcoords='offset points', xytext=(5, 4),
+                    fontsize=7)
+    ax.set_xlabel('GFLOPs per clip (2 x conv GMACs)')
+    ax.set_ylabel('top-1 (%)')
+    ax.set_title('accuracy against cost (filled: test top-1, hollow square: best val top-1)',
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+
+    fig, (top, loss) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for run, label in zip(runs, labels):
+        epochs = [e['epoch'] for e in run['epochs']]
+        top.plot(epochs, [e['val_top1'] for e in run['epochs']], marker='.', label=label)
+        loss.plot(epochs, [e['train_loss'] for e in run['epochs']], marker='.', label=label)
+    top.set(xlabel='epoch', ylabel='val top-1 (%)', title='validation top-1')
+    loss.set(xlabel='epoch', ylabel='train loss', title='training loss')
+    from matplotlib.ticker import MaxNLocator
+    for ax in (top, loss):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    top.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """The folders the arguments name: each a folder or a glob (a shell leaves an unmatched
+    or quoted one as it is); in the order given, each once."""
+    out = []
+    for p in patterns:
+        found = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
+        if not found:
+            print(f'warning: {p}: matches nothing', file=sys.stderr)
+        for f in found:
+            if f not in out:
+                out.append(f)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('runs', nargs='+', help='run folders (<logdir>/<run name>) or globs of them')
+    p.add_argument('--out', default='report', help='folder for report.md, report.csv and the '
+                   'figures (default: report)')
+    args = p.parse_args(argv)
+    runs = []
+    for folder in expand(args.runs):
+        try:
+            runs.append(read_run(folder))
+        except NotARun as exc:
+            print(f'warning: {folder}: {exc}; left out', file=sys.stderr)
+    if not runs:
+        print('error: no run to report (a run folder holds run.json and metrics.jsonl, as '
+              'train.py writes them)', file=sys.stderr)
+        return 1
+    os.makedirs(args.out, exist_ok=True)
+    rows = [r['row'] for r in runs]
+    table = markdown(rows)
+    with open(os.path.join(args.out, 'report.md'), 'w', encoding='utf-8') as f:
+        f.write(table)
+    write_csv(os.path.join(args.out, 'report.csv'), rows)
+    figures = plot(runs, args.out)
+    print(table, end='')
+    print(f'wrote {os.path.join(args.out, "report.md")}, report.csv, '
+          f'{", ".join(os.path.basename(f) for f in figures)} in {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
