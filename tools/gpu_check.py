@@ -666,7 +666,7 @@ class Check:
             dtypes = [d for d in r.get('autocast', []) if d != 'none']
             want = {'fp32': ([], False), 'amp': (['float16'], True),
                     'bf16_cl': (['bfloat16'], False)}.get(mode)
-            if self.dry and mode != 'fp32':
+            if self.dry and mode in ('amp', 'bf16_cl'):
                 want = (['bfloat16'], False)        # --amp on the CPU is bf16, no scaler
             if want and 'autocast' not in unwatched and sorted(dtypes) != want[0]:
                 problems.append(f'autocast {"/".join(dtypes) or "off"}, expected '
