@@ -24,7 +24,6 @@ from utils.engine import (Runtime, class_names, evaluate, load_for_eval, make_lo
                           prepare_data, run_name, select_device, setup_process)
 from utils.config import Config
 from utils.errors import UserError, reading_user_files, run_main
-from utils.list_file import read_categories
 from utils.run_log import RunLog, make_folder
 from utils.video_dataset import build_dataset
 
@@ -143,8 +142,7 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
 
     tag = views.tag
     np.save(os.path.join(folder, f'{tag}_scores.npy'), result['scores'])
-    label_file = os.path.join(cfg.data.datadir, 'categories.txt')
-    names = read_categories(label_file) if os.path.isfile(label_file) else []
+    names = class_names(cfg.data)
     csv_path = os.path.join(folder, f'{tag}_predictions.csv')
     write_predictions(csv_path, dataset, result, names)
 
@@ -152,7 +150,7 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
     if ok.any():
         result['mean_class_acc'] = mean_class_accuracy(result['scores'][ok], result['labels'][ok])
         result.update(write_class_analysis(folder, tag, result['scores'][ok],
-                                           result['labels'][ok], class_names(cfg.data), log))
+                                           result['labels'][ok], names, log))
         log.info(f'{views.eval_split}: {views.views} views ({views.num_clips} clips x '
                  f'{views.num_crops} crops) top1 {result["top1"]:.2f} top5 {result["top5"]:.2f} mean class '
                  f'accuracy {result["mean_class_acc"]:.2f} on {result["count"]} videos')

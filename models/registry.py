@@ -84,6 +84,12 @@ def build_model(cfg) -> tuple[nn.Module, str]:
     return model, arch + time_suffix(cfg, fam)
 
 
+def temporal_module(cfg: ModelConfig) -> str | None:
+    """The temporal module of a 2D model (TSN when not given); None for a 3D model, which has
+    none."""
+    return cfg.temporal_module_name if family(cfg.backbone_net).is_2d else None
+
+
 def time_suffix(cfg: ModelConfig, fam: Family) -> str:
     """Arch-name suffix for the time options the family reads, so that runs with different
     settings get different folders."""

@@ -12,7 +12,7 @@ import platform
 
 import torch
 
-from models import count_conv_macs, family
+from models import count_conv_macs, registry
 from opts import arg_parser, validate_args
 from utils import engine
 from utils.config import Config, EvalConfig
@@ -41,7 +41,7 @@ def with_precision(cfg: Config, amp: bool, channels_last: bool) -> Config:
 
 def temporal_module(cfg: Config) -> str | None:
     """The temporal module of a 2D model (TSN when not given); None for a 3D model."""
-    return cfg.model.temporal_module_name if family(cfg.model.backbone_net).is_2d else None
+    return registry.temporal_module(cfg.model)
 
 
 def setup_process(cfg: Config, device: torch.device) -> None:

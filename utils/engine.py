@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from models import build_model, count_conv_macs, count_params, family, load_imagenet, load_pretrained
+from models.registry import temporal_module
 from utils import distributed, synthetic
 from utils.checkpoint import CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
 from utils.config import Config, DataConfig, OptimConfig, RunConfig
@@ -140,8 +141,7 @@ def describe_run(cfg: Config, model: torch.nn.Module, arch: str, name: str) -> d
     """What a run is (its run.json): model, clip, size, cost, classes and options."""
     data = cfg.data
     return dict(name=name, arch=arch, backbone_net=cfg.model.backbone_net,
-                temporal_module=cfg.model.temporal_module_name if family(
-                    cfg.model.backbone_net).is_2d else None,
+                temporal_module=temporal_module(cfg.model),
                 frames=data.clip_length, input_size=data.input_size, modality=data.modality,
                 params=count_params(model),
                 conv_gmacs=count_conv_macs(model, data.clip_length, data.input_size,
