@@ -178,6 +178,10 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    choices=['step', 'multisteps', 'cosine', 'plateau'], help='learning-rate schedule')
     t.add_argument('--lr_steps', default=list(D['lr_steps']), type=float, nargs='+',
                    help='step: decay every lr_steps[0] epochs; multisteps: epochs to decay at')
+    t.add_argument('--warmup_epochs', default=D['warmup_epochs'], type=float,
+                   help='warm-up: over the first W epochs (fractions allowed) step k of the N = '
+                        'W x batches-an-epoch steps takes (k + 1) / N of the schedule\'s lr; 0: '
+                        'none')
     t.add_argument('--momentum', default=D['momentum'], type=float, help='SGD momentum')
     t.add_argument('--nesterov', action='store_true', help='Nesterov momentum')
     t.add_argument('--weight-decay', '--wd', default=D['weight_decay'], type=float, help='weight decay')
@@ -406,6 +410,7 @@ NUMBER_RANGES = [
     ('--weight-decay', 'weight_decay', 0, True, None, True),
     ('--dropout', 'dropout', 0, True, 1, False),
     ('--epochs', 'epochs', 1, True, None, True),
+    ('--warmup_epochs', 'warmup_epochs', 0, True, None, True),
     ('--start-epoch', 'start_epoch', 0, True, None, True),
     ('-j/--workers', 'workers', 0, True, None, True),
     ('-b/--batch-size', 'batch_size', 1, True, None, True),

@@ -1,14 +1,18 @@
-"""tools/benchmark.py: the fast pipeline gives the PIL baseline's clip (tools/bench_baseline.py),
-and both commands run.
+"""tools/benchmark.py: the fast pipeline gives the clips of the original study's pipeline
+(tools/bench_baseline.py), and both commands run.
 
 Tiny and fast: correctness and output keys only, never timings.
 """
+import os
+
 import numpy as np
+import pytest
 import torch
 
 from tools import bench_baseline, benchmark
 from utils.storage import FolderStorage
-from utils.transforms import IMAGENET_MEAN, IMAGENET_STD, crop, normalize, resize
+from utils.transforms import (IMAGENET_MEAN, IMAGENET_STD, EvalTransform, crop, normalize,
+                              resize)
 
 
 def _textured_video(folder, frames=4, h=48, w=64):
@@ -23,7 +27,8 @@ def _textured_video(folder, frames=4, h=48, w=64):
         Image.fromarray(img).save(os.path.join(folder, f'{k + 1:05d}.jpg'), quality=95)
 
 
-def test_fast_clip_matches_pil_baseline_for_fixed_crop(tmp_path):
+@pytest.mark.parametrize('threed', [True, False])
+def test_fast_clip_matches_original_pipeline_for_fixed_crop(tmp_path, threed):
     _textured_video(str(tmp_path / 'v'))
     storage = FolderStorage(str(tmp_path))
     numbers = [1, 2, 3, 4]
@@ -34,31 +39,75 @@ def test_fast_clip_matches_pil_baseline_for_fixed_crop(tmp_path):
     fast = resize(crop(frames, *box), (size, size)).permute(1, 0, 2, 3)         # (C, T, h, w)
     fast = normalize(fast[None], IMAGENET_MEAN, IMAGENET_STD)[0]
     paths = [storage.frame_path('v', n) for n in numbers]
-    base = bench_baseline.baseline_train_clip(paths, box, size, False)
+    original = bench_baseline.original_train_clip(paths, box, size, False, threed)
+    # The original's layouts: (3, T, H, W) for 3D models, frames along channels for 2D ones.
+    assert original.shape == ((3, 4, size, size) if threed else (12, size, size))
+    base = bench_baseline.to_our_layout(original, 4, None, threed)
     assert fast.shape == base.shape == (3, 4, size, size)
     assert fast.dtype == base.dtype == torch.float32
     diff = (fast - base).abs()
     # Resize round-off only: ~1 grey level on average (1/255/0.225 = 0.017 after normalising).
     assert diff.mean() < 0.02, diff.mean()
     assert diff.max() < 0.1, diff.max()
+    # Same clip statistics (the benchmark's output check prints these).
+    for stat in (torch.mean, torch.std, torch.amin, torch.amax):
+        assert abs(float(stat(fast)) - float(stat(base))) < 0.02, stat
     # A different crop is far away: the comparison does see the crop.
-    other = bench_baseline.baseline_train_clip(paths, (0, 0, 36, 42), size, False)
+    other = bench_baseline.to_our_layout(
+        bench_baseline.original_train_clip(paths, (0, 0, 36, 42), size, False, threed), 4, None,
+        threed)
     assert (fast - other).abs().mean() > 10 * diff.mean()
     # The flip is a flip of the same clip.
-    flipped = bench_baseline.baseline_train_clip(paths, box, size, True)
+    flipped = bench_baseline.to_our_layout(
+        bench_baseline.original_train_clip(paths, box, size, True, threed), 4, None, threed)
     assert torch.allclose(flipped, base.flip(-1))
+
+
+@pytest.mark.parametrize('num_crops', [1, 3, 10])
+@pytest.mark.parametrize('threed', [True, False])
+def test_eval_views_match_original_pipeline(tmp_path, num_crops, threed):
+    """Two clips x num_crops views: the original's GroupScale + crops, chunked as its test.py,
+    equal our EvalTransform's views (same order) up to resize round-off."""
+    _textured_video(str(tmp_path / 'v'), frames=4)
+    storage = FolderStorage(str(tmp_path))
+    clips = [[1, 2], [3, 4]]
+    scale, size = 28, 24
+    ours_t = EvalTransform(size, scale, num_crops)
+    ours = []
+    for numbers in clips:
+        frames = torch.from_numpy(storage.read('v', numbers)).permute(0, 3, 1, 2)
+        ours.append(ours_t(frames))                            # (crops, T, C, h, w)
+    ours = torch.cat(ours).permute(0, 2, 1, 3, 4)              # (V, C, T, h, w), clip major
+    ours = normalize(ours, IMAGENET_MEAN, IMAGENET_STD)
+    paths = [storage.frame_path('v', n) for numbers in clips for n in numbers]
+    original = bench_baseline.original_eval_views(paths, scale, size, num_crops, threed)
+    base = bench_baseline.to_our_layout(original, 2, (2, num_crops), threed)
+    assert base.shape == ours.shape == (2 * num_crops, 3, 2, size, size)
+    diff = (ours - base).abs()
+    assert diff.mean() < 0.02 and diff.max() < 0.1, (diff.mean(), diff.max())
+    # Each view is itself: swapping two views' order would fail.
+    if num_crops > 1:
+        assert (ours[0] - base[1]).abs().mean() > 10 * diff.mean()
 
 
 def test_data_and_model_commands_return_results(tmp_path, frame_dataset):
     data = benchmark.main(['data', '--datadir', frame_dataset, '--groups', '4',
                            '--input_size', '16', '-j', '0', '-b', '2', '--warmup', '1',
                            '--train_batches', '1', '--eval_batches', '1', '--mv_clips', '2',
-                           '--mv_crops', '3', '--mv_batches', '1', '--repeats', '1', '--quiet'])
+                           '--mv_crops', '3', '--mv_batches', '1', '--repeats', '1', '--profile',
+                           '--quiet'])
     assert data['kind'] == 'data'
     assert [r['loader'] for r in data['rows']] == ['train', 'eval 1x1', 'eval 2x3']
     for row in data['rows']:
-        assert {'ours_clips_per_s', 'baseline_clips_per_s', 'ratio'} <= set(row)
+        assert {'ours_clips_per_s', 'baseline_clips_per_s', 'ratio', 'decode_limit_clips_per_s',
+                'uint8_of_limit', 'ours_of_limit', 'baseline_of_limit'} <= set(row)
         assert row['ours_clips_per_s'] > 0 and row['baseline_clips_per_s'] > 0
+        assert row['decode_limit_clips_per_s'] > 0 and row['decode_ms_per_frame'] > 0
+        assert row['uint8_of_limit'] == pytest.approx(
+            row['ours_uint8_clips_per_s'] / row['decode_limit_clips_per_s'], abs=0.01)
+    assert data['baseline_layout'].startswith('2D')             # resnet: frames along channels
+    assert set(data['profile']['items']) == {'read', 'decode', 'crop_resize', 'layout', 'getitem'}
+    assert set(data['profile']['batches']) == {'collate', 'normalise'}
     for name, check in data['checks'].items():
         assert check['same_shape'] and check['same_dtype'], name
         assert check['mean_abs_diff'] < 0.05, (name, check)
@@ -75,6 +124,36 @@ def test_data_and_model_commands_return_results(tmp_path, frame_dataset):
         assert row['train_peak_mem_mb'] > 0
         assert 'train_mfu' not in row                      # MFU is reported on CUDA only
     assert model['rows'][0]['train_speedup'] == 1.0
+
+
+def test_decode_limit_reads_the_frames_our_loader_reads(tmp_path, frame_dataset, monkeypatch):
+    """The decode limit decodes exactly the JPEGs our dataset reads for an item: the sampled
+    frames of a training clip, each distinct frame of a video once in evaluation."""
+    from tools import bench_common as toolkit
+    from tools.bench_data import frame_paths, time_decode_limit
+    cfg = toolkit.prepare_data(toolkit.toolkit_config(
+        ['--dataset', 'synthetic', '--datadir', frame_dataset, '--groups', '4',
+         '--input_size', '16']))
+    frames = FolderStorage(frame_dataset)
+    read = []
+
+    def spy(self, video_path, names, gray=False):
+        read.extend(os.path.join(self.root, video_path, n) for n in names)
+        return real(self, video_path, names, gray)
+
+    real = FolderStorage.read_files
+    monkeypatch.setattr(FolderStorage, 'read_files', spy)
+    for train, clips in ((True, 1), (False, 3)):
+        ds = toolkit.dataset(cfg, 'train' if train else 'val', train, clips=clips, crops=1)
+        for index in range(2):
+            read.clear()
+            ds[index]
+            assert frame_paths(ds, frames, index) == read, (train, index)
+    monkeypatch.undo()
+    paths = frame_paths(ds, frames, 0)
+    for workers in (0, 2):
+        r = time_decode_limit([paths] * 3, workers)
+        assert r['frames'] == 3 * len(paths) and r['items_per_s'] > 0
 
 
 def test_model_benchmark_times_the_engine_training_step(monkeypatch):

@@ -1,8 +1,11 @@
 """The engine's rules that decide a checkpoint's numbers: how views are fused, the default
-input statistics, and each --lr_scheduler's learning rate per epoch, against the original
-study's code (IBM/action-recognition-pytorch test.py, models/*, train.py); and how a run ends
-(utils.errors.run_main, the log, a full disk, where synthetic data may be generated)."""
+input statistics, and each --lr_scheduler's learning rate per epoch (and --warmup_epochs per
+step), against the original study's code (IBM/action-recognition-pytorch test.py, models/*,
+train.py); and how a run ends (utils.errors.run_main, the log, a full disk, where synthetic
+data may be generated)."""
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_config
-from utils.engine import Runtime, evaluate, fuse_views, fused_loss, make_scheduler
+from utils.engine import (Runtime, evaluate, fuse_views, fused_loss, make_scheduler,
+                          warmup_factor)
 from utils.run_log import RunLog
 from utils.transforms import normalize
 
@@ -313,3 +317,38 @@ def test_synthetic_data_is_generated_only_where_asked_for(tmp_path, monkeypatch)
     assert not made and not os.path.exists(target)
     cfg = prepare_data(parse('--datadir', target, '--make_synthetic'))
     assert len(made) == 1 and cfg.model.num_classes == cfg.data.num_classes == 2
+
+
+# ----------------------------------------------------------------------------- warm-up
+
+def test_warmup_factor_rises_linearly_then_stays_at_one():
+    optim = parse('--warmup_epochs', '1.5').optim
+    # 4 batches an epoch: 6 warm-up steps, step s at (s + 1) / 6.
+    got = [warmup_factor(optim, e, i, 4) for e in range(3) for i in range(4)]
+    assert got == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1, 1, 1, 1, 1])
+    assert warmup_factor(parse().optim, 0, 0, 4) == 1.0           # off by default
+
+
+def test_warmup_scales_each_step_and_leaves_the_schedule_alone(tmp_path, monkeypatch):
+    """The lr a step sees is the cosine schedule's lr of its epoch times the warm-up factor;
+    the optimizer holds the schedule's own lr between steps (what checkpoints store)."""
+    import train as train_entry
+    from conftest import tiny_synthetic
+    from utils import engine
+    data = tiny_synthetic(str(tmp_path / 'data'))                 # 8 training videos
+    seen, real = [], engine.train_step
+
+    def spy(model, clips, labels, optimizer, scaler, cfg):
+        seen.append(optimizer.param_groups[0]['lr'])
+        return real(model, clips, labels, optimizer, scaler, cfg)
+
+    monkeypatch.setattr(engine, 'train_step', spy)
+    run = train_entry.main(['--dataset', 'synthetic', '--datadir', data, '--groups', '2',
+                            '--input_size', '16', '-b', '4', '-j', '0', '--epochs', '3',
+                            '--lr', '0.1', '--warmup_epochs', '1.5', '--no_imagenet_pretrained',
+                            '--logdir', str(tmp_path / 'logs')])
+    cosine = [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    expected = [cosine[e] * min(1.0, (2 * e + i + 1) / 3) for e in range(3) for i in range(2)]
+    assert seen == pytest.approx(expected, rel=1e-9)
+    lrs = [json.loads(line)['lr'] for line in open(os.path.join(run['folder'], 'metrics.jsonl'))]
+    assert lrs == pytest.approx(cosine, rel=1e-9)

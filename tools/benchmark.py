@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Speed benchmark: the data pipeline against a per-frame PIL baseline, and model step speed.
+"""Speed benchmark: the data pipeline against the original study's pipeline and the decode
+limit, and model step speed.
 
     python3 tools/benchmark.py data  [--groups 8 --input_size 224 -j 2 -b 8 ...]
     python3 tools/benchmark.py model [--backbone_net i3d_resnet -d 18 --groups 8 --input_size 112 -b 4 ...]
 
 `data` generates (once, cached under --root) a synthetic dataset of realistic frame size
 (256x340 JPEGs) and measures, after warm-up, the clips/s of this toolkit's training and
-evaluation DataLoaders (built as the engine builds them) and of a BASELINE written here: the
-straightforward per-frame PIL pipeline of TSN-style loaders (open each JPEG with PIL, crop and
-resize each frame, flip, convert to float and normalise each frame on the CPU), with the same
-sampling, crops, DataLoader settings and output size. Our clips are uint8 and are normalised on
-the device (here: in the timed loop, on the device the model would use), so both sides do the
-same work. It also checks that both give tensors of the same shape, dtype, range and layout
-(B, C, T, H, W), and how far apart the two clips of the same video and crop are.
+evaluation DataLoaders (built as the engine builds them), of the BASELINE: the original study's
+pipeline written step for step in tools/bench_baseline.py (PIL open + copy per frame, its crops
+and resizes, flip, stack, float and normalisation in the workers, its DataLoader options), and
+the DECODE LIMIT: the time to read and decode exactly the JPEGs our loader reads, in one
+process per worker, with nothing else. Our clips are uint8 and are normalised on the device
+(here: in the timed loop, on the device the model would use); the `uint8` column is our loader
+alone. It also checks that both give the same clips (shape, dtype, range, layout (B, C, T, H,
+W)) and how far apart the two clips of the same video and crop are. `--profile` adds where a
+training clip's time goes in one process.
 
 `model` measures training and inference clips/s of one model in eager fp32, with --amp (bf16
 autocast on CPU, fp16/bf16 on CUDA), with channels_last weights and inputs, and optionally with
@@ -24,7 +27,7 @@ only: conv FLOPs (2 x MACs, x3 for a training step) per second over --peak_tflop
 Both print a table and one line `BENCHMARK_JSON {...}` for comparison across commits; `main()`
 returns the same dict. Only ratios measured in the same run on the same machine are meaningful.
 
-This file is the command line; the work is in tools/bench_baseline.py (the PIL baseline),
+This file is the command line; the work is in tools/bench_baseline.py (the original's pipeline),
 tools/bench_data.py (the benchmark dataset and the data timing), tools/bench_model.py (the
 model timing) and tools/bench_common.py (the toolkit as both call it, and the machine).
 """
@@ -47,13 +50,13 @@ def arg_parser() -> argparse.ArgumentParser:
                                 epilog='Other options (--groups, --input_size, -j, -b, '
                                        '--backbone_net, ...) are the toolkit\'s (opts.py).')
     sub = p.add_subparsers(dest='what', required=True)
-    d = sub.add_parser('data', help='data pipeline vs the per-frame PIL baseline')
+    d = sub.add_parser('data', help="data pipeline vs the original's and the decode limit")
     d.add_argument('--root', default=DATA_DEFAULT_ROOT, help='cache of generated datasets')
     d.add_argument('--datadir', default=None, help='use this synthetic-layout dataset instead')
     d.add_argument('--storage', default='folders', choices=['folders', 'lmdb', 'video'],
                    help='what our loader reads: the JPEG folders, LMDB databases built from '
                         'them, or H.264 mp4 files encoded from them (--video_backend pyav); '
-                        'the baseline always reads the folders')
+                        'the baseline and the decode limit always read the folders')
     d.add_argument('--gop', default=25, type=int,
                    help='--storage video: frames between keyframes of the encoded videos')
     d.add_argument('--height', default=256, type=int)
@@ -73,6 +76,9 @@ def arg_parser() -> argparse.ArgumentParser:
                    help='alternate ours/baseline this many times, keep the best of each')
     d.add_argument('--device', default='cpu', choices=['auto', 'cpu', 'cuda'],
                    help='where our uint8 batches are normalised')
+    d.add_argument('--profile', action='store_true',
+                   help='also time each step of a training clip in one process (read, decode, '
+                        'crop + resize, layout) and the per-batch collate and normalising')
     d.add_argument('--quiet', action='store_true')
     m = sub.add_parser('model', help='training / inference clips/s of a model')
     m.add_argument('--steps', default=5, type=int, help='timed steps per mode')

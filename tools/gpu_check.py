@@ -868,7 +868,7 @@ class Check:
         decoder = 'simplejpeg' if self.env_info.get('pkg_simplejpeg') else 'PIL'
         detail = (f'train: loader alone {fmt(numbers["train_loader_clips_per_s"], ".1f")} '
                   f'clips/s, + normalise on {r.get("device")} '
-                  f'{fmt(numbers["train_normalised_clips_per_s"], ".1f")}, PIL baseline '
+                  f'{fmt(numbers["train_normalised_clips_per_s"], ".1f")}, original pipeline '
                   f'{fmt(numbers["train_baseline_clips_per_s"], ".1f")}; eval 1x1 loader '
                   f'{fmt(numbers["eval_loader_clips_per_s"], ".1f")}; -j {r.get("workers")} '
                   f'-b {r.get("batch_size")}, {decoder}')

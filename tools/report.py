@@ -162,9 +162,43 @@ def write_csv(path: str, rows: list[dict]) -> None:
 
 
 def labels_of(rows: list[dict]) -> list[str]:
-    """Run names for the plots; a name that several folders share gets its folder instead."""
-    names = [r['run'] for r in rows]
-    return [r['folder'] if names.count(r['run']) > 1 else r['run'] for r in rows]
+    """Short names for the plots: the model (e.g. resnet18-TAM-b3-sum), or the run name where
+    several runs share a model, or the folder where several share a run name."""
+    models, names = [r['model'] for r in rows], [r['run'] for r in rows]
+    return [r['model'] if r['model'] and models.count(r['model']) == 1 else
+            r['folder'] if names.count(r['run']) > 1 else r['run'] for r in rows]
+
+
+def _label_offsets(points: list[tuple[float, float]], xspan: float, yspan: float) -> list[int]:
+    """Vertical offsets (points) for labels, so that labels of nearby points (models of the
+    same cost and accuracy) are stacked instead of printed over each other."""
+    placed, offsets = [], []                 # (x, y, slot) of the labels so far
+    for x, y in points:
+        taken = {slot for px, py, slot in placed
+                 if abs(px - x) < 0.04 * xspan and abs(py - y) < 0.06 * yspan}
+        slot = min(set(range(len(taken) + 1)) - taken)
+        offsets.append(4 - 11 * slot)
+        placed.append((x, y, slot))
+    return offsets
+
+
+def _accuracy_panel(ax, rows, labels, key: str, ylabel: str, title: str) -> None:
+    pts = [(r['gflops'], r[key], lab) for r, lab in zip(rows, labels)
+           if r['gflops'] is not None and r[key] is not None]
+    if not pts:
+        return
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    xspan, yspan = max(max(xs) - min(xs), 1e-9), max(max(ys) - min(ys), 1.0)
+    order = sorted(range(len(pts)), key=lambda i: (-pts[i][1], pts[i][0]))
+    offsets = _label_offsets([pts[i][:2] for i in order], xspan, yspan)
+    for i, dy in zip(order, offsets):
+        x, y, label = pts[i]
+        ax.scatter(x, y, s=40, color='C0')
+        ax.annotate(label, (x, y), textcoords='offset points', xytext=(6, dy), fontsize=7)
+    ax.set(xlabel='GFLOPs per clip (2 x conv GMACs)', ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(min(xs) - 0.05 * xspan, max(xs) + 0.45 * xspan)   # room for the labels
+    ax.grid(alpha=0.3)
 
 
 def plot(runs: list[dict], out: str) -> list[str]:
@@ -172,27 +206,25 @@ def plot(runs: list[dict], out: str) -> list[str]:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows = [r['row'] for r in runs]
+    rows = [dict(r['row'], top1=r['row']['test_top1'] if r['row']['test_top1'] is not None
+                 else r['row']['val_top1']) for r in runs]
     labels = labels_of(rows)
     paths = [os.path.join(out, 'accuracy_vs_gflops.png'), os.path.join(out, 'curves.png')]
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for row, label in zip(rows, labels):
-        if row['gflops'] is None:
-            continue
-        test = row['test_top1'] is not None
-        y = row['test_top1'] if test else row['val_top1']
-        ax.scatter(row['gflops'], y, s=40, marker='o' if test else 's',
-                   facecolors='C0' if test else 'none', edgecolors='C0')
-        ax.annotate(label, (row['gflops'], y), textcoords='offset points', xytext=(5, 4),
-                    fontsize=7)
-    ax.set_xlabel('GFLOPs per clip (2 x conv GMACs)')
-    ax.set_ylabel('top-1 (%)')
-    ax.set_title('accuracy against cost (filled: test top-1, hollow square: best val top-1)',
-                 fontsize=9)
-    ax.grid(alpha=0.3)
+    pairs = any(r['within_pair'] is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if pairs else 1, figsize=(12 if pairs else 7, 4.6),
+                             squeeze=False)
+    _accuracy_panel(axes[0][0], rows, labels, 'top1', 'top-1 (%)',
+                    'top-1 against cost (test top-1; best val top-1 where no test ran)')
+    if pairs:
+        ax = axes[0][1]
+        _accuracy_panel(ax, rows, labels, 'within_pair', 'within-pair accuracy (%)',
+                        'time-reversed pairs told apart (test)')
+        ax.axhline(50, color='grey', linestyle='--', linewidth=1)
+        ax.annotate('blind to frame order', (ax.get_xlim()[0], 50), textcoords='offset points',
+                    xytext=(4, -10), fontsize=7, color='grey')
     fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
     fig, (top, loss) = plt.subplots(1, 2, figsize=(12, 4.8))

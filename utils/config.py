@@ -87,6 +87,7 @@ class OptimConfig:
     epochs: int = 50
     start_epoch: int = 0
     clip_gradient: float | None = None
+    warmup_epochs: float = 0.0           # linear warm-up of the lr over the first epochs
 
 
 @dataclass(frozen=True)

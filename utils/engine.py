@@ -19,6 +19,7 @@ from models import build_model, count_conv_macs, count_params, family, load_imag
 from models.registry import temporal_module
 from utils import distributed, synthetic
 from utils.checkpoint import CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
+from utils.clip_grid import clip_grid
 from utils.config import Config, DataConfig, OptimConfig, RunConfig
 from utils.errors import UserError, reading_user_files, set_resume_checkpoint
 from utils.list_file import read_categories
@@ -294,12 +295,39 @@ class Totals:
                     bad=int(self.values['bad']))
 
 
+def log_clips(log: RunLog, clips: torch.Tensor, modality: str, step: int) -> None:
+    """A grid of a training batch's first clips (utils.clip_grid) to TensorBoard as
+    train/augmented_clips: the frames the model gets, after augmentation. `clips` is the
+    loader's uint8 batch, which normalize maps one to one to the model's input, so it is shown
+    as it is."""
+    if not log.tensorboard:                  # other ranks, or TensorBoard off: not even the grid
+        return
+    clips, frames = clips[:4], clips.shape[2]
+    if frames > 16:                          # long 3D clips: 16 evenly spaced frames
+        clips = clips[:, :, torch.linspace(0, frames - 1, 16).round().long()]
+    grid = clip_grid(clips, modality=modality)
+    log.image('train/augmented_clips', grid, step)
+    shown = f'{clips.shape[2]} of {frames}' if clips.shape[2] < frames else f'{frames}'
+    log.info(f'TensorBoard: train/augmented_clips ({len(clips)} clips x {shown} frames)',
+             console=False)
+
+
+def warmup_factor(optim: OptimConfig, epoch: int, iteration: int, batches: int) -> float:
+    """The share of the scheduled lr at 0-based `iteration` of `epoch` (of `batches`) under
+    --warmup_epochs W: (step + 1) / (W * batches), at most 1. A function of the place in the
+    run only, so a resumed run warms up exactly as an uninterrupted one."""
+    if optim.warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch * batches + iteration + 1) / (optim.warmup_epochs * batches))
+
+
 def train_one_epoch(model, loader, optimizer, scaler, cfg: Config, runtime: Runtime, epoch: int,
                     log: RunLog, done: int = 0, totals: 'Totals | None' = None,
-                    save=None) -> dict:
+                    save=None, show_clips: bool = False) -> dict:
     """Train one epoch. Resumed mid-epoch, `done` batches of it were trained before (the
     loader starts after them) and `totals` holds their sums; `save(batches_done, totals)` is
-    called every --save_every batches (not after the last one: the epoch's end saves)."""
+    called every --save_every batches (not after the last one: the epoch's end saves).
+    `show_clips`: the first batch's clips go to TensorBoard (`log_clips`)."""
     model.train()
     if runtime.device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(runtime.device)
@@ -313,12 +341,21 @@ def train_one_epoch(model, loader, optimizer, scaler, cfg: Config, runtime: Runt
         clips = batch['clip'].to(runtime.device, non_blocking=True)
         labels = batch['label'].to(runtime.device, non_blocking=True)
         data_time += time.time() - t_data
+        if show_clips and i == done:         # the CPU batch: no copy back from the device
+            log_clips(log, batch['clip'], cfg.data.modality, epoch)
+        warm = warmup_factor(cfg.optim, epoch, i, batches)
+        scheduled = [g['lr'] for g in optimizer.param_groups]
+        for g in optimizer.param_groups:       # scaled for this step, then restored: the
+            g['lr'] *= warm                    # scheduler and checkpoints see its own lr
         try:
             loss, logits = train_step(model, clips, labels, optimizer, scaler, cfg)
         except LossNotFinite as exc:
             raise UserError(f'the training loss is {exc.args[0]} at epoch {epoch + 1} iteration '
                             f'{i + 1} (diverged), --lr {cfg.optim.lr}; lower --lr or use '
                             f'--clip_gradient') from None
+        finally:
+            for g, lr in zip(optimizer.param_groups, scheduled):
+                g['lr'] = lr
 
         n = labels.shape[0]
         c1, c5 = topk_correct(logits.detach(), labels)
@@ -578,7 +615,8 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
             train = train_one_epoch(model, train_loader, optimizer, scaler, cfg, runtime,
                                     epoch, log, done, totals,
                                     save=lambda batches, totals: save(epoch, False, batches,
-                                                                      totals))
+                                                                      totals),
+                                    show_clips=epoch == start_epoch)   # once a process
             done, totals = 0, None
         except FrameReadError as exc:         # a run of unreadable videos: wrong data
             raise UserError(f'{last_line(exc)}, epoch {epoch + 1}; check the data with '

@@ -1,5 +1,6 @@
 """Where a run reports: the console (through tqdm, so progress bars stay intact), a text log
-file, and TensorBoard scalars. Only the main process writes; the others get a silent log.
+file, and TensorBoard (scalars, and images such as the first training clips). Only the main
+process writes; the others get a silent log.
 
 While a log is open, the warnings of the data code (Python ``logging``: skipped, missing or
 unreadable videos with their paths) go to its log.txt as well as to the console, also from
@@ -120,6 +121,17 @@ class RunLog:
         if self._tb is not None:
             for k, v in values.items():
                 self._tb.add_scalar(f'{prefix}{k}', v, step)
+            self._tb.flush()
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether this log writes TensorBoard events (main process, TensorBoard on)."""
+        return self._tb is not None
+
+    def image(self, tag: str, image, step: int) -> None:
+        """A (3, H, W) uint8 image to TensorBoard; nothing when `tensorboard` is False."""
+        if self._tb is not None:
+            self._tb.add_image(tag, image, step, dataformats='CHW')
             self._tb.flush()
 
     def record(self, name: str, row: dict) -> None:

@@ -7,7 +7,7 @@ Like Something-Something, most classes need temporal reasoning: they come in tim
 (moving left/right, up/down, growing/shrinking, rotating clockwise/counter-clockwise,
 appearing/disappearing). The second class of a pair is the first one's generation played
 backwards, drawn from the same parameter distribution, so a model that ignores frame order
-(TSN) cannot tell them apart. Two more classes are decided by appearance alone (a static star or
+(TSN --without_t_stride) cannot tell them apart. Two more classes are decided by appearance alone (a static star or
 cross; no other object takes those shapes).
 
 Each video: a random textured background, 1-3 static distractor shapes, and the main object
@@ -136,7 +136,7 @@ def _composite(canvas: np.ndarray, shape: str, cx: float, cy: float, r: float, a
     if marker is not None:
         mx = (cx + 0.5 * r * np.cos(angle) - x0) * ss
         my = (cy + 0.5 * r * np.sin(angle) - y0) * ss
-        mr = max(0.18 * r, 0.7) * ss
+        mr = max(0.26 * r, 0.7) * ss        # large enough to show a turn at 64 px
         draw.ellipse([mx - mr, my - mr, mx + mr, my + mr], fill=tuple(marker) + (255,))
     p = np.asarray(patch.reduce(ss), dtype=np.float32)
     cover = p[..., 3:] * (alpha / 255.0)
@@ -200,11 +200,12 @@ def _timeline(rng, motion: str, h: int, w: int, n: int) -> dict:
         cx = np.full(n, rng.uniform(r1, w - r1))
         cy = np.full(n, rng.uniform(r1, h - r1))
     elif motion == 'rotate':
-        # 120-240 degrees: under 45 degrees between 8 sampled frames, so the direction is clear.
+        # 200-300 degrees: 25-38 degrees between 8 uniformly sampled frames, so the dot moves
+        # several pixels a step, and the turn stays under 360 degrees, so its direction is clear.
         radius = np.full(n, rng.uniform(0.17, 0.24) * s)
         cx = np.full(n, rng.uniform(radius[0], w - radius[0]))
         cy = np.full(n, rng.uniform(radius[0], h - radius[0]))
-        angle = angle0 + np.deg2rad(rng.uniform(120, 240)) * t
+        angle = angle0 + np.deg2rad(rng.uniform(200, 300)) * t
     elif motion == 'appear':
         # Fade in over 15-35% of the video, or pop in, around the middle of the video.
         mid = rng.uniform(0.35, 0.65)
