@@ -1,6 +1,7 @@
 """utils/synthetic.py (and its command line tools/make_synthetic_dataset.py): layout,
 determinism, time-reversed pairs, killed runs."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -169,6 +170,23 @@ def test_ensure_is_a_no_op_when_complete(tiny, monkeypatch, capsys):
     monkeypatch.setattr(synthetic, 'generate', fail)
     assert ensure_synthetic_dataset(root, **TINY) is None
     assert capsys.readouterr().out == '' and tree(root) == before
+
+
+def test_a_dataset_of_an_older_generator_is_generated_again_with_its_options(tmp_path, capsys):
+    root = str(tmp_path / 'old')
+    opts = dict(TINY, videos_per_class=1, classes=2)
+    generate(root, **opts)
+    whole = tree(root)
+    marker = os.path.join(root, synthetic.MARKER)
+    written = json.load(open(marker))
+    assert written.pop('generator') == synthetic.GENERATOR_VERSION
+    json.dump(written, open(marker, 'w'))                  # as version 1 wrote it
+    os.remove(os.path.join(root, 'videos', '000000', '00001.jpg'))
+    # Other options asked for now: the dataset's own are kept.
+    assert ensure_synthetic_dataset(root, classes=3)['num_classes'] == 2
+    assert 'written by version 1' in capsys.readouterr().out
+    assert tree(root) == whole
+    assert ensure_synthetic_dataset(root) is None          # current now: left alone
 
 
 def test_refuses_a_folder_it_did_not_write(tmp_path):

@@ -62,6 +62,10 @@ CLASS_NAMES = list(_CLASS_SPEC)
 SPLITS = ('train', 'val', 'test')
 JPEG_QUALITY = 90
 MARKER = '.synthetic'          # written first: says the folder is ours even if killed
+# The version of what the generator draws: raised when the same options give other videos
+# (2: rotations of 200-300 degrees and a larger orientation dot), so that a dataset written by
+# an older version is regenerated instead of silently giving other numbers.
+GENERATOR_VERSION = 2
 COMPLETE = '.complete'         # written last: the dataset is whole
 _OUR_FILES = ('train.txt', 'val.txt', 'test.txt', 'categories.txt', 'README.txt')
 
@@ -408,7 +412,7 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class
 
     _prepare_root(root)
     with open(os.path.join(root, MARKER), 'w') as f:
-        json.dump(opts, f)
+        json.dump(dict(opts, generator=GENERATOR_VERSION), f)
 
     # Videos are numbered across splits; within a split the classes are interleaved.
     tasks, entries = [], {s: [] for s in SPLITS}
@@ -465,14 +469,31 @@ def dataset_modality(root: str) -> str | None:
         return None
 
 
+def _marker(root: str) -> dict:
+    try:
+        with open(os.path.join(root, MARKER)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def ensure_synthetic_dataset(root: str, **kwargs) -> dict | None:
-    """Generate the dataset in `root` unless a complete one is there (then return None).
+    """Generate the dataset in `root` unless a complete one of this generator version is there
+    (then return None). A complete dataset of an older version is generated again with its own
+    options (its marker's), so that it holds the videos those options give today.
 
     kwargs go to generate(); workers defaults to the CPU count (at most 4): it is a first run's
     wait, and the files do not depend on it.
     """
     if os.path.isfile(os.path.join(root, COMPLETE)):
-        return None
+        opts = _marker(root)
+        version = opts.pop('generator', 1)
+        if version == GENERATOR_VERSION or not opts:
+            return None
+        print(f'{root} was written by version {version} of the synthetic generator, which draws '
+              f'other videos than version {GENERATOR_VERSION}: generating it again with its '
+              f'options', flush=True)
+        kwargs = dict(kwargs, **opts)
     kwargs.setdefault('workers', min(4, os.cpu_count() or 1))
     print(f'Generating the synthetic dataset in {root} (one time; '
           f'tools/make_synthetic_dataset.py, seed {kwargs.get("seed", 0)})', flush=True)
