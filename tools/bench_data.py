@@ -139,12 +139,19 @@ def frame_paths(ours, frames: FolderStorage, index: int) -> list[str]:
     return frame_files(frames, record, idx if rng is not None else np.unique(idx))
 
 
+def _read_files(paths: list[str]) -> list[bytes]:
+    """The bytes of these files (the decode limit's and the profile's read step)."""
+    blobs = []
+    for path in paths:
+        with open(path, 'rb') as f:
+            blobs.append(f.read())
+    return blobs
+
+
 def _decode_files(paths: list[str]) -> int:
     """Read and decode these JPEGs at full size (libjpeg-turbo through simplejpeg, else PIL),
     keeping nothing: the decode limit's work."""
-    for path in paths:
-        with open(path, 'rb') as f:
-            data = f.read()
+    for data in _read_files(paths):
         if simplejpeg is not None:
             simplejpeg.decode_jpeg(data, colorspace='RGB')
         else:
@@ -212,10 +219,7 @@ def profile_items(ours, frames: FolderStorage, n: int) -> dict:
         record, idx, rng = draw_frames(ours, i)
         paths = frame_files(frames, record, idx)
         t0 = time.perf_counter()
-        blobs = []
-        for path in paths:
-            with open(path, 'rb') as f:
-                blobs.append(f.read())
+        blobs = _read_files(paths)
         t1 = time.perf_counter()
         clip = torch.from_numpy(decode_images(blobs, paths)).permute(0, 3, 1, 2)
         t2 = time.perf_counter()

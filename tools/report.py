@@ -183,17 +183,20 @@ def _label_offsets(points: list[tuple[float, float]], xspan: float, yspan: float
 
 
 def _accuracy_panel(ax, rows, labels, key: str, ylabel: str, title: str) -> None:
-    pts = [(r['gflops'], r[key], lab) for r, lab in zip(rows, labels)
-           if r['gflops'] is not None and r[key] is not None]
+    pts = [(r['gflops'], r[key], lab, r.get(f'{key}_is_val', False))
+           for r, lab in zip(rows, labels) if r['gflops'] is not None and r[key] is not None]
     if not pts:
         return
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    xspan, yspan = max(max(xs) - min(xs), 1e-9), max(max(ys) - min(ys), 1.0)
+    # One point, or all of one cost: a span of a quarter of the cost, not of nothing.
+    xspan = max(max(xs) - min(xs), 0.25 * max(xs), 1e-9)
+    yspan = max(max(ys) - min(ys), 1.0)
     order = sorted(range(len(pts)), key=lambda i: (-pts[i][1], pts[i][0]))
     offsets = _label_offsets([pts[i][:2] for i in order], xspan, yspan)
     for i, dy in zip(order, offsets):
-        x, y, label = pts[i]
-        ax.scatter(x, y, s=40, color='C0')
+        x, y, label, val = pts[i]               # a hollow square: best val, no test ran
+        ax.scatter(x, y, s=40, marker='s' if val else 'o', facecolors='none' if val else 'C0',
+                   edgecolors='C0')
         ax.annotate(label, (x, y), textcoords='offset points', xytext=(6, dy), fontsize=7)
     ax.set(xlabel='GFLOPs per clip (2 x conv GMACs)', ylabel=ylabel)
     ax.set_title(title, fontsize=9)
@@ -206,8 +209,11 @@ def plot(runs: list[dict], out: str) -> list[str]:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows = [dict(r['row'], top1=r['row']['test_top1'] if r['row']['test_top1'] is not None
-                 else r['row']['val_top1']) for r in runs]
+    rows = []
+    for run in runs:                         # the test top-1, or the best val's if none ran
+        row, untested = run['row'], run['row']['test_top1'] is None
+        rows.append(dict(row, top1=row['val_top1'] if untested else row['test_top1'],
+                         top1_is_val=untested))
     labels = labels_of(rows)
     paths = [os.path.join(out, 'accuracy_vs_gflops.png'), os.path.join(out, 'curves.png')]
 
@@ -215,7 +221,7 @@ def plot(runs: list[dict], out: str) -> list[str]:
     fig, axes = plt.subplots(1, 2 if pairs else 1, figsize=(12 if pairs else 7, 4.6),
                              squeeze=False)
     _accuracy_panel(axes[0][0], rows, labels, 'top1', 'top-1 (%)',
-                    'top-1 against cost (test top-1; best val top-1 where no test ran)')
+                    'top-1 against cost (test top-1; hollow square: best val top-1, no test)')
     if pairs:
         ax = axes[0][1]
         _accuracy_panel(ax, rows, labels, 'within_pair', 'within-pair accuracy (%)',

@@ -7,8 +7,8 @@ Like Something-Something, most classes need temporal reasoning: they come in tim
 (moving left/right, up/down, growing/shrinking, rotating clockwise/counter-clockwise,
 appearing/disappearing). The second class of a pair is the first one's generation played
 backwards, drawn from the same parameter distribution, so a model that ignores frame order
-(TSN --without_t_stride) cannot tell them apart. Two more classes are decided by appearance alone (a static star or
-cross; no other object takes those shapes).
+(TSN --without_t_stride) cannot tell them apart. Two more classes are decided by appearance
+alone (a static star or cross; no other object takes those shapes).
 
 Each video: a random textured background, 1-3 static distractor shapes, and the main object
 (random shape, colour, size, speed, position; a small dot on it makes its rotation visible).
@@ -460,21 +460,20 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 40, val_per_class
                 videos={s: len(entries[s]) for s in SPLITS}, frames=int(sum(lengths)))
 
 
+def _marker(root: str) -> dict | None:
+    """The options a folder generate() wrote was made with (its marker), None otherwise."""
+    try:
+        with open(os.path.join(root, MARKER)) as f:
+            opts = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return opts if isinstance(opts, dict) else None
+
+
 def dataset_modality(root: str) -> str | None:
     """'rgb' or 'flow' for a folder generate() wrote, None otherwise."""
-    try:
-        with open(os.path.join(root, MARKER)) as f:
-            return json.load(f).get('modality', 'rgb')
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _marker(root: str) -> dict:
-    try:
-        with open(os.path.join(root, MARKER)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    opts = _marker(root)
+    return None if opts is None else opts.get('modality', 'rgb')
 
 
 def ensure_synthetic_dataset(root: str, **kwargs) -> dict | None:
@@ -486,7 +485,7 @@ def ensure_synthetic_dataset(root: str, **kwargs) -> dict | None:
     wait, and the files do not depend on it.
     """
     if os.path.isfile(os.path.join(root, COMPLETE)):
-        opts = _marker(root)
+        opts = _marker(root) or {}
         version = opts.pop('generator', 1)
         if version == GENERATOR_VERSION or not opts:
             return None
