@@ -377,8 +377,12 @@ def test_a_bug_prints_its_traceback_and_says_it_is_a_bug(world, tmp_path):
 def test_ctrl_c_after_a_checkpoint_says_how_to_resume(world, tmp_path):
     cmd = [PY, 'train.py', *TINY, '--datadir', world.data, '--logdir', str(tmp_path),
            '--epochs', '1000']
+    # A shell starts a background job with SIGINT ignored, and a child inherits that (Python
+    # then installs no KeyboardInterrupt handler): `pytest ... &` made this test hang. A
+    # terminal's Ctrl-C reaches a foreground process, whose SIGINT is the default.
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = os.path.join(tmp_path, RUN, 'checkpoint.pth.tar')
     try:
         deadline = time.time() + 90
