@@ -210,9 +210,12 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     t.add_argument('--clip_gradient', '--cg', default=None, type=float,
                    help='clip the gradient norm to this value')
     t.add_argument('--amp', action='store_true',
-                   help='mixed precision: bf16 autocast on CPU; on CUDA see --amp_dtype')
+                   help='mixed precision: fp16 autocast with a gradient scaler on CUDA (see '
+                        '--amp_dtype); bf16 autocast on a CPU that computes bf16 natively '
+                        '(AVX512-BF16 or AMX), fp32 with a note on other CPUs')
     t.add_argument('--amp_dtype', default=D['amp_dtype'], choices=['fp16', 'bf16'],
-                   help='CUDA autocast type (fp16 uses a gradient scaler); CPU always uses bf16')
+                   help='the autocast type: CUDA fp16 (default, with a gradient scaler) or bf16; '
+                        'on the CPU, bf16 forces bf16 autocast even where it is emulated (slow)')
     t.add_argument('--seed', default=Config.seed, type=int, help='random seed')
     t.add_argument('-e', '--evaluate', action='store_true',
                    help='train.py: only evaluate --pretrained/--resume on the validation set')

@@ -21,7 +21,8 @@ from opts import arg_parser, parse_config
 from utils.distributed import add_launch_options, launch, wants_distribution
 from utils import confusion
 from utils.engine import (Runtime, class_names, evaluate, load_for_eval, make_loader,
-                          prepare_data, run_name, select_device, setup_process)
+                          precision_note, prepare_data, run_name, select_device,
+                          setup_process)
 from utils.config import Config
 from utils.errors import UserError, reading_user_files, run_main
 from utils.run_log import RunLog, make_folder
@@ -123,6 +124,8 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
     for note in notes:
         log.info(f'note: {note}')
     log.info(report)
+    if precision_note(cfg.run, runtime.device):
+        log.info(f'note: {precision_note(cfg.run, runtime.device)}')
     if runtime.distributed:
         log.info(f'distributed evaluation: {runtime.world_size} processes, each video once')
 

@@ -352,3 +352,51 @@ def test_warmup_scales_each_step_and_leaves_the_schedule_alone(tmp_path, monkeyp
     assert seen == pytest.approx(expected, rel=1e-9)
     lrs = [json.loads(line)['lr'] for line in open(os.path.join(run['folder'], 'metrics.jsonl'))]
     assert lrs == pytest.approx(cosine, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- --amp's type
+
+CPU, CUDA = torch.device('cpu'), torch.device('cuda', 0)
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_amp_type_follows_the_cpus_bf16_support(monkeypatch, native):
+    """--amp on the CPU is bf16 only where the CPU computes bf16 (emulated bf16 is slower than
+    fp32); --amp_dtype bf16 forces it; CUDA is fp16 with a scaler, or bf16 without; no --amp,
+    no autocast. The note says what happened where --amp is not bf16's fast path."""
+    from utils import engine
+    monkeypatch.setattr(engine, 'cpu_computes_bf16', lambda: native)
+    plain, forced, off = (parse('--amp').run, parse('--amp', '--amp_dtype', 'bf16').run,
+                          parse().run)
+    assert engine.autocast_dtype(plain, CPU) == (torch.bfloat16 if native else None)
+    assert engine.autocast_dtype(forced, CPU) == torch.bfloat16
+    assert engine.autocast_dtype(off, CPU) is None and engine.autocast_dtype(off, CUDA) is None
+    assert engine.autocast_dtype(plain, CUDA) == torch.float16
+    assert engine.autocast_dtype(forced, CUDA) == torch.bfloat16
+    assert engine.make_scaler(plain, CPU) is None and engine.make_scaler(forced, CUDA) is None
+    with engine.autocast(plain, CPU):
+        assert torch.is_autocast_enabled('cpu') == native
+    assert engine.precision_note(off, CPU) is None
+    assert engine.precision_note(plain, CUDA) is None
+    if native:
+        assert engine.precision_note(plain, CPU) is None
+        assert engine.precision_note(forced, CPU) is None
+    else:
+        assert 'so this run is fp32' in engine.precision_note(plain, CPU)
+        assert 'emulated bf16' in engine.precision_note(forced, CPU)
+
+
+def test_train_log_says_when_amp_stays_fp32(monkeypatch, tmp_path):
+    """A CPU without native bf16: train.py --amp trains in fp32 and its log says so."""
+    import train as train_entry
+    from conftest import tiny_synthetic
+    from utils import engine
+    monkeypatch.setattr(engine, 'cpu_computes_bf16', lambda: False)
+    data = tiny_synthetic(str(tmp_path / 'syn'))
+    result = train_entry.main(['--dataset', 'synthetic', '--datadir', data, '--backbone_net',
+                               'resnet', '-d', '18', '--groups', '2', '--input_size', '32',
+                               '-b', '2', '-j', '0', '--epochs', '1', '--amp',
+                               '--no_imagenet_pretrained', '--logdir', str(tmp_path / 'logs')])
+    with open(os.path.join(result['folder'], 'log.txt'), encoding='utf-8') as f:
+        log = f.read()
+    assert 'note: --amp: this CPU' in log and 'so this run is fp32' in log

@@ -39,6 +39,11 @@ def with_precision(cfg: Config, amp: bool, channels_last: bool) -> Config:
                                                             channels_last=channels_last))
 
 
+def precision_note(cfg: Config, device: torch.device) -> str | None:
+    """The engine's note where --amp does not do here what it does on most machines."""
+    return engine.precision_note(cfg.run, device)
+
+
 def temporal_module(cfg: Config) -> str | None:
     """The temporal module of a 2D model (TSN when not given); None for a 3D model."""
     return registry.temporal_module(cfg.model)
@@ -115,7 +120,9 @@ def infer(model, clips: torch.Tensor, cfg: Config) -> torch.Tensor:
 
 def machine() -> dict:
     info = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-                torch=torch.__version__, threads=torch.get_num_threads())
+                torch=torch.__version__, threads=torch.get_num_threads(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                cpu_bf16_native=engine.cpu_computes_bf16())
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name(0)
     return info

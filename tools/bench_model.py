@@ -100,6 +100,9 @@ def bench_model(opts, rest) -> dict:
             torch.backends.cudnn.benchmark = True
         for mode in modes:
             mode_cfg = toolkit.with_precision(cfg, mode['amp'], mode['channels_last'])
+            note = toolkit.precision_note(mode_cfg, device)
+            if note and not opts.quiet:
+                print(f'  note ({mode["name"]}): {note}', flush=True)
             row = dict(device=dev, mode=mode['name'])
             for train in (True, False):
                 torch.manual_seed(0)

@@ -265,6 +265,10 @@ def probe(result_path: str) -> None:
             info['gpus'] = [p.name for p in props]
             info['gpu_mem_gib'] = [round(p.total_memory / 2 ** 30, 1) for p in props]
             info['bf16'] = torch.cuda.is_bf16_supported()
+        if ROOT not in sys.path:
+            sys.path.insert(0, ROOT)
+        from utils.engine import cpu_computes_bf16
+        info['cpu_bf16'] = cpu_computes_bf16()     # --amp on the CPU is bf16 only where native
         info['nccl'] = (torch.distributed.is_nccl_available()
                         if torch.distributed.is_available() else False)
     except Exception as exc:  # noqa: BLE001 (reported, the other steps say the rest)
@@ -666,8 +670,11 @@ class Check:
             dtypes = [d for d in r.get('autocast', []) if d != 'none']
             want = {'fp32': ([], False), 'amp': (['float16'], True),
                     'bf16_cl': (['bfloat16'], False)}.get(mode)
-            if self.dry and mode in ('amp', 'bf16_cl'):
-                want = (['bfloat16'], False)        # --amp on the CPU is bf16, no scaler
+            if self.dry and mode == 'bf16_cl':
+                want = (['bfloat16'], False)        # the CPU's autocast type, no scaler
+            elif self.dry and mode == 'amp':        # plain --amp: bf16 where the CPU has it
+                native = self.env_info.get('cpu_bf16', True)
+                want = (['bfloat16'] if native else [], False)
             if want and 'autocast' not in unwatched and sorted(dtypes) != want[0]:
                 problems.append(f'autocast {"/".join(dtypes) or "off"}, expected '
                                 f'{"/".join(want[0]) or "off"}')

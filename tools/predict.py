@@ -240,6 +240,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
+    from utils.engine import precision_note
+    if precision_note(cfg.run, device):
+        print(f'note: {precision_note(cfg.run, device)}', file=sys.stderr)
     names = categories or stored
     if not names:
         print(f'note: {args.pretrained} holds no class names and no --categories was given: '

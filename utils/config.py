@@ -119,7 +119,7 @@ class RunConfig:
     device: str = 'auto'
     gpu: int | None = None
     amp: bool = False
-    amp_dtype: str = 'fp16'
+    amp_dtype: str | None = None         # None: fp16 on CUDA, bf16 on the CPU (autocast_dtype)
     channels_last: bool = False
     compile: str | None = None           # a torch.compile backend (--compile)
     system_malloc: bool = False

@@ -215,17 +215,48 @@ def make_loader(dataset, data: DataConfig, runtime: Runtime, train: bool, batch_
 
 # ----------------------------------------------------------------------------- loops
 
-def autocast(run: RunConfig, device: torch.device):
-    """bf16 autocast on CPU; fp16 (with a grad scaler) or bf16 on CUDA; nothing without --amp."""
+def cpu_computes_bf16() -> bool:
+    """Whether oneDNN computes bf16 natively on this CPU (AVX512-BF16 or AMX on x86). Where it
+    does not (e.g. AVX2 only), it emulates bf16 and autocast runs several times slower than
+    fp32 (TAM-ResNet-18 training 11x slower on a 2-core AVX2 EPYC: README, Speed)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):      # a build without oneDNN: trust --amp
+        return True
+
+
+def autocast_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast type of these options on this device; None for none. CUDA: fp16, or bf16
+    with --amp_dtype bf16. CPU: bf16 where the CPU computes it natively; elsewhere --amp stays
+    fp32 (emulated bf16 would slow it down, the opposite of what --amp is for) unless
+    --amp_dtype bf16 asks for bf16 anyway."""
     if not run.amp:
-        return nullcontext()
-    dtype = torch.bfloat16 if device.type == 'cpu' or run.amp_dtype == 'bf16' else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+        return None
+    if device.type == 'cuda':
+        return torch.bfloat16 if run.amp_dtype == 'bf16' else torch.float16
+    return torch.bfloat16 if run.amp_dtype == 'bf16' or cpu_computes_bf16() else None
+
+
+def precision_note(run: RunConfig, device: torch.device) -> str | None:
+    """One line for the log where --amp does not do here what it does on most machines."""
+    if not run.amp or device.type != 'cpu' or cpu_computes_bf16():
+        return None
+    cpu = f'this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16'
+    if run.amp_dtype == 'bf16':
+        return f'--amp --amp_dtype bf16: {cpu}; emulated bf16 runs several times slower than fp32'
+    return (f'--amp: {cpu} (AVX512-BF16 or AMX), where bf16 autocast runs several times slower '
+            f'than fp32, so this run is fp32; --amp_dtype bf16 forces bf16')
+
+
+def autocast(run: RunConfig, device: torch.device):
+    """Autocast to autocast_dtype's type; nothing without --amp (or where it gives none)."""
+    dtype = autocast_dtype(run, device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def make_scaler(run: RunConfig, device: torch.device) -> torch.amp.GradScaler | None:
-    """The gradient scaler fp16 autocast needs (CUDA --amp --amp_dtype fp16), else None."""
-    if run.amp and device.type == 'cuda' and run.amp_dtype == 'fp16':
+    """The gradient scaler fp16 autocast needs (CUDA --amp without --amp_dtype bf16), else None."""
+    if autocast_dtype(run, device) == torch.float16:
         return torch.amp.GradScaler('cuda')
     return None
 
@@ -525,6 +556,8 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {cfg.model.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
+    if precision_note(run, runtime.device):
+        log.info(f'note: {precision_note(run, runtime.device)}')
 
     t_run = time.time()
     with reading_user_files():              # train and val lists must be labelled (list_file)
