@@ -215,6 +215,7 @@ def make_loader(dataset, data: DataConfig, runtime: Runtime, train: bool, batch_
 
 # ----------------------------------------------------------------------------- loops
 
+@functools.cache
 def cpu_computes_bf16() -> bool:
     """Whether oneDNN computes bf16 natively on this CPU (AVX512-BF16 or AMX on x86). Where it
     does not (e.g. AVX2 only), it emulates bf16 and autocast runs several times slower than
