@@ -124,8 +124,8 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
     for note in notes:
         log.info(f'note: {note}')
     log.info(report)
-    if precision_note(cfg.run, runtime.device):
-        log.info(f'note: {precision_note(cfg.run, runtime.device)}')
+    if note := precision_note(cfg.run, runtime.device):
+        log.info(f'note: {note}')
     if runtime.distributed:
         log.info(f'distributed evaluation: {runtime.world_size} processes, each video once')
 

@@ -241,8 +241,8 @@ def main(argv=None) -> int:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     from utils.engine import precision_note
-    if precision_note(cfg.run, device):
-        print(f'note: {precision_note(cfg.run, device)}', file=sys.stderr)
+    if note := precision_note(cfg.run, device):
+        print(f'note: {note}', file=sys.stderr)
     names = categories or stored
     if not names:
         print(f'note: {args.pretrained} holds no class names and no --categories was given: '

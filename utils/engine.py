@@ -557,8 +557,8 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {cfg.model.num_classes} classes, '
              f'device {runtime.device}, logs in {folder}')
-    if precision_note(run, runtime.device):
-        log.info(f'note: {precision_note(run, runtime.device)}')
+    if note := precision_note(run, runtime.device):
+        log.info(f'note: {note}')
 
     t_run = time.time()
     with reading_user_files():              # train and val lists must be labelled (list_file)
