@@ -69,9 +69,9 @@ def init_conv(conv: nn.Module) -> None:
 
 
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start);
-    then every module with an `init_own_weights()` (TAM: the identity) takes its own start,
-    which the generic conv init would overwrite."""
+    """Kaiming-normal convs, unit BatchNorm, small normal classifier (the usual ResNet start).
+    TAM's per-channel weights are convs too and start random, as in the original release: a TAM
+    started as the identity (neighbour frames weighted 0) learnt frame order far more slowly."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             init_conv(m)
@@ -81,9 +81,6 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
-    for m in model.modules():
-        if hasattr(m, 'init_own_weights'):
-            m.init_own_weights()
 
 
 def set_input_channels(model: nn.Module, channels: int) -> nn.Module:

@@ -69,19 +69,6 @@ class TAM(nn.Module):
             return [self.prev_se, self.curr_se, self.next_se]
         return list(self.blending_layers)
 
-    def init_own_weights(self) -> None:
-        """(models.blocks.init_weights calls it after the generic init.)
-        Start as the identity on non-negative inputs: the current frame weighted 1, neighbours 0."""
-        for offset, layer in zip(self.offsets, self.weights_for_offsets()):
-            w = layer.fc1.weight
-            nn.init.zeros_(w)
-            if offset == 0:
-                with torch.no_grad():
-                    if layer.fc1.groups == 1:
-                        w.view(w.shape[0], w.shape[1]).fill_diagonal_(1.0)
-                    else:
-                        w.fill_(1.0)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bt, c, h, w = x.shape
         # A neighbour at offset d is frame t + d: weight frame t, then move it by -d.

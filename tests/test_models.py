@@ -192,11 +192,20 @@ def test_tam_blends_neighbouring_frames():
     torch.testing.assert_close(tam(x), expected.view_as(x))
 
 
-def test_tam_starts_as_identity_on_nonnegative_features():
+def test_tam_starts_random_as_the_original():
+    """Every TAM weight starts Kaiming-normal (fan out = channels, ReLU gain) as the original's
+    resnet initialises all its convs, neighbours included: not as the identity, which leaves the
+    neighbour frames weighted 0 and made frame order slow to learn."""
+    torch.manual_seed(0)
     model = build(depth=18, temporal_module_name='TAM')
-    tam = model.layer1[0].tam
-    x = torch.rand(16, 64, 4, 4)
-    torch.testing.assert_close(tam(x), x)
+    scaled = []
+    for tam in (m for m in model.modules() if isinstance(m, TAM)):
+        for layer in tam.weights_for_offsets():
+            w = layer.fc1.weight.detach().flatten()
+            scaled.append(w / (2.0 / w.numel()) ** 0.5)      # depthwise: fan out = channels
+    z = torch.cat(scaled)                                    # 4416 draws of N(0, 1)
+    assert z.numel() == 3 * (3 * 64 + 2 * 128 + 2 * 256 + 512)   # a TAM on each block's input
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05, (z.mean(), z.std())
 
 
 def test_tsm_shifts_one_eighth_each_way():

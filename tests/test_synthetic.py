@@ -142,6 +142,27 @@ def test_motion_visible_in_pixels(name, axis, sign):
         assert travel > 0.3 and np.all(sign * np.diff(coords) > -1)
 
 
+@pytest.mark.parametrize('name, step', [('rotating_clockwise', -1),
+                                        ('rotating_counterclockwise', 1)])
+def test_wheel_colours_follow_the_turn(name, step):
+    """Points of the turning wheel change colour in the wheel's order: backwards through its
+    quarters for a clockwise turn (the angle grows), forwards for a counter-clockwise one."""
+    colours = np.array(synthetic._WHEEL_COLOURS, float)
+    for seed in range(5):
+        frames, meta = render_video(name, seed, 64, 80, n_frames=8)
+        assert meta['shape'] == 'wheel'
+        cx, cy = meta['center'][0]
+        r = meta['radius'][0]
+        changes = 0
+        for a in np.deg2rad(np.arange(0, 360, 45) + 20):
+            x, y = int(cx + 0.55 * r * np.cos(a)), int(cy + 0.55 * r * np.sin(a))
+            pixel = frames[:, y, x].astype(float)                          # (T, 3)
+            quarter = np.linalg.norm(pixel[:, None] - colours[None], axis=2).argmin(1)
+            moves = np.diff(quarter) % 4
+            assert set(moves) <= {0, step % 4}, (seed, quarter)
+            changes += int((moves != 0).sum())
+        assert changes >= 8                    # a 200-300 degree turn: 2-3 quarters a point
+
 def test_killed_generation_is_redone(tmp_path, capsys):
     root = str(tmp_path / 'd')
     opts = dict(TINY, classes=2)

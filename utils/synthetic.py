@@ -11,7 +11,11 @@ backwards, drawn from the same parameter distribution, so a model that ignores f
 alone (a static star or cross; no other object takes those shapes).
 
 Each video: a random textured background, 1-3 static distractor shapes, and the main object
-(random shape, colour, size, speed, position; a small dot on it makes its rotation visible).
+(random shape, colour, size, speed, position). The rotating classes turn a wheel of four
+quarters in four fixed colours instead: with a known colour order, every point of the wheel
+changes colour in the order of the turn, so its direction is visible all over the wheel,
+where a turning plain shape shows it only along its outline and its networks trained from
+scratch stayed at chance (README, the study).
 Everything is drawn from a numpy Generator seeded by (seed, split, label, index), so the output
 is byte-identical for the same arguments whatever the number of worker processes.
 
@@ -63,9 +67,10 @@ SPLITS = ('train', 'val', 'test')
 JPEG_QUALITY = 90
 MARKER = '.synthetic'          # written first: says the folder is ours even if killed
 # The version of what the generator draws: raised when the same options give other videos
-# (2: rotations of 200-300 degrees and a larger orientation dot), so that a dataset written by
-# an older version is regenerated instead of silently giving other numbers.
-GENERATOR_VERSION = 2
+# (2: rotations of 200-300 degrees and a larger orientation dot; 3: the rotating classes turn a
+# four-colour wheel, and no object carries a dot), so that a dataset written by an older version
+# is regenerated instead of silently giving other numbers.
+GENERATOR_VERSION = 3
 COMPLETE = '.complete'         # written last: the dataset is whole
 _OUR_FILES = ('train.txt', 'val.txt', 'test.txt', 'categories.txt', 'README.txt')
 
@@ -88,7 +93,13 @@ def _cross(half_width: float = 0.33) -> np.ndarray:
                      (-w, -w), (-w, -1), (w, -1), (w, -w)], dtype=float)
 
 
-# Unit shapes (circumradius 1), a vertex or arm along +x, where the orientation dot sits.
+def _quarter(k: int) -> np.ndarray:
+    """Quarter k of the unit disc: the centre and the arc from k*90 to (k+1)*90 degrees."""
+    a = np.deg2rad(np.linspace(90 * k, 90 * (k + 1), 11))
+    return np.concatenate([[(0.0, 0.0)], np.stack([np.cos(a), np.sin(a)], 1)])
+
+
+# Unit shapes (circumradius 1), a vertex or arm along +x.
 _SHAPES = {
     'circle': _regular(40),
     'square': _regular(4),
@@ -98,6 +109,9 @@ _SHAPES = {
     'star': _star(),
     'cross': _cross(),
 }
+# The rotating classes' wheel: quarter k (clockwise on screen from the angle) in colour k.
+_WHEEL_COLOURS = ((225, 35, 35), (245, 215, 30), (35, 175, 60), (40, 90, 235))
+_WHEEL_QUARTERS = [_quarter(k) for k in range(4)]
 # Star and cross are kept for the appearance classes, so shape alone decides those.
 _COMMON_SHAPES = ('circle', 'square', 'triangle', 'pentagon', 'hexagon')
 _SUPERSAMPLE = 4               # antialiasing: shapes are drawn at 4x and box-filtered
@@ -112,9 +126,9 @@ def _random_colour(rng, saturation=(0.6, 1.0), value=(0.75, 1.0)) -> tuple:
 
 
 def _composite(canvas: np.ndarray, shape: str, cx: float, cy: float, r: float, angle: float,
-               fill: tuple, marker: tuple | None, alpha: float = 1.0,
-               outline: bool = True) -> None:
-    """Draw one antialiased shape (outlined, with a dot) onto the float canvas (H, W, 3)."""
+               fill: tuple, alpha: float = 1.0, outline: bool = True) -> None:
+    """Draw one antialiased, outlined shape onto the float canvas (H, W, 3). The 'wheel' is
+    a circle filled with its four coloured quarters (`fill` is not used)."""
     h, w = canvas.shape[:2]
     x0, y0 = max(int(np.floor(cx - r)) - 1, 0), max(int(np.floor(cy - r)) - 1, 0)
     x1, y1 = min(int(np.ceil(cx + r)) + 2, w), min(int(np.ceil(cy + r)) + 2, h)
@@ -122,26 +136,25 @@ def _composite(canvas: np.ndarray, shape: str, cx: float, cy: float, r: float, a
         return
     ss = _SUPERSAMPLE
     c, s = np.cos(angle), np.sin(angle)
-    x, y = _SHAPES[shape].T
-    unit = np.stack([x * c - y * s, x * s + y * c], 1)     # rotated by `angle`
 
-    def points(radius):
-        p = (unit * radius + (cx - x0, cy - y0)) * ss
+    def points(unit_shape, radius):
+        x, y = unit_shape.T                                 # rotated by `angle`, scaled, placed
+        p = (np.stack([x * c - y * s, x * s + y * c], 1) * radius + (cx - x0, cy - y0)) * ss
         return [tuple(q) for q in p]
+
+    wheel = shape == 'wheel'
+    unit = _SHAPES['circle' if wheel else shape]
+    parts = zip(_WHEEL_QUARTERS, _WHEEL_COLOURS) if wheel else [(unit, fill)]
 
     # Transparent pixels are (0,0,0,0), so the box filter yields premultiplied colour.
     patch = Image.new('RGBA', ((x1 - x0) * ss, (y1 - y0) * ss), (0, 0, 0, 0))
     draw = ImageDraw.Draw(patch)
     border = max(0.8, 0.12 * r) if outline else 0.0
     if outline:
-        draw.polygon(points(r), fill=_OUTLINE + (255,))
+        draw.polygon(points(unit, r), fill=_OUTLINE + (255,))
     if r > border:
-        draw.polygon(points(r - border), fill=tuple(fill) + (255,))
-    if marker is not None:
-        mx = (cx + 0.5 * r * np.cos(angle) - x0) * ss
-        my = (cy + 0.5 * r * np.sin(angle) - y0) * ss
-        mr = max(0.26 * r, 0.7) * ss        # large enough to show a turn at 64 px
-        draw.ellipse([mx - mr, my - mr, mx + mr, my + mr], fill=tuple(marker) + (255,))
+        for part, colour in parts:
+            draw.polygon(points(part, r - border), fill=tuple(colour) + (255,))
     p = np.asarray(patch.reduce(ss), dtype=np.float32)
     cover = p[..., 3:] * (alpha / 255.0)
     region = canvas[y0:y1, x0:x1]
@@ -204,8 +217,10 @@ def _timeline(rng, motion: str, h: int, w: int, n: int) -> dict:
         cx = np.full(n, rng.uniform(r1, w - r1))
         cy = np.full(n, rng.uniform(r1, h - r1))
     elif motion == 'rotate':
-        # 200-300 degrees: 25-38 degrees between 8 uniformly sampled frames, so the dot moves
-        # several pixels a step, and the turn stays under 360 degrees, so its direction is clear.
+        # The wheel turns 200-300 degrees: 25-38 between 8 uniformly sampled frames, under half
+        # a quarter, so each point steps at most one colour on, and the turn stays under 360
+        # degrees, so its direction is clear.
+        shape = 'wheel'
         radius = np.full(n, rng.uniform(0.17, 0.24) * s)
         cx = np.full(n, rng.uniform(radius[0], w - radius[0]))
         cy = np.full(n, rng.uniform(radius[0], h - radius[0]))
@@ -228,20 +243,17 @@ def _plan(label: int, rng, h: int, w: int, n: int) -> dict:
     canvas = _background(rng, h, w)
     s = min(h, w)
     for _ in range(rng.integers(1, 4)):
-        # Static distractors: smaller, paler, no outline or dot, so clutter, not signal.
+        # Static distractors: smaller, paler, no outline, so clutter, not signal.
         shape = _COMMON_SHAPES[rng.integers(len(_COMMON_SHAPES))]
         r = rng.uniform(0.06, 0.11) * s
         colour = _random_colour(rng, saturation=(0.2, 0.5), value=(0.45, 0.9))
         _composite(canvas, shape, rng.uniform(0, w), rng.uniform(0, h), r,
-                   rng.uniform(0, 2 * np.pi), colour, None, outline=False)
+                   rng.uniform(0, 2 * np.pi), colour, outline=False)
     fill = _random_colour(rng)
-    bright = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2] > 150
-    marker = (25, 25, 25) if bright else (245, 245, 245)
     plan = _timeline(rng, motion, h, w, n)
     if backwards:
         plan = {k: v[::-1].copy() if isinstance(v, np.ndarray) else v for k, v in plan.items()}
-    plan.update(label=label, name=CLASS_NAMES[label], n_frames=n, fill=fill, marker=marker,
-                background=canvas)
+    plan.update(label=label, name=CLASS_NAMES[label], n_frames=n, fill=fill, background=canvas)
     return plan
 
 
@@ -250,7 +262,7 @@ def _frames(plan: dict):
     for k in range(plan['n_frames']):
         canvas = plan['background'].copy()
         _composite(canvas, plan['shape'], *plan['center'][k], plan['radius'][k],
-                   plan['angle'][k], plan['fill'], plan['marker'], plan['alpha'][k])
+                   plan['angle'][k], plan['fill'], plan['alpha'][k])
         yield np.rint(canvas).astype(np.uint8)
 
 
@@ -271,10 +283,11 @@ def _flow_frames(plan: dict):
     if fastest > FLOW_BOUND:
         raise ValueError(f'the flow of this video reaches {fastest:.1f} px a frame, more than '
                          f'the {FLOW_BOUND:.0f} px flow images hold: use more frames')
+    silhouette = 'circle' if plan['shape'] == 'wheel' else plan['shape']
     for k in range(plan['n_frames'] - 1):
         cover = np.zeros((h, w, 3), np.float32)                    # where the object is
-        _composite(cover, plan['shape'], *plan['center'][k], plan['radius'][k],
-                   plan['angle'][k], (255, 255, 255), None, 1.0, outline=False)
+        _composite(cover, silhouette, *plan['center'][k], plan['radius'][k],
+                   plan['angle'][k], (255, 255, 255), 1.0, outline=False)
         cover = cover[..., 0] / 255.0
         (cx0, cy0), (cx1, cy1) = plan['center'][k], plan['center'][k + 1]
         scale = plan['radius'][k + 1] / plan['radius'][k]
