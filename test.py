@@ -24,7 +24,7 @@ from utils.engine import (Runtime, class_names, evaluate, load_for_eval, make_lo
                           precision_note, prepare_data, run_name, select_device,
                           setup_process)
 from utils.config import Config
-from utils.errors import UserError, reading_user_files, run_main
+from utils.errors import UserError, reading_user_files, run_main, stop_on_sigterm
 from utils.run_log import RunLog, make_folder
 from utils.video_dataset import build_dataset
 
@@ -174,4 +174,5 @@ def test_worker(cfg: Config, runtime: Runtime, notes) -> dict | None:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    stop_on_sigterm()
+    run_main(main, trains=False)

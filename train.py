@@ -5,7 +5,7 @@ import torch
 
 from opts import arg_parser, parse_config
 from utils.engine import Runtime, build, describe_model, fit, num_classes_of, select_device
-from utils.errors import run_main
+from utils.errors import run_main, stop_on_sigterm
 
 
 def show_model(cfg) -> None:
@@ -26,4 +26,5 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == '__main__':
+    stop_on_sigterm()
     run_main(main)

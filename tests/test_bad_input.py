@@ -374,7 +374,9 @@ def test_a_bug_prints_its_traceback_and_says_it_is_a_bug(world, tmp_path):
     assert 'in broken' in log and log.rstrip().endswith(last)
 
 
-def test_ctrl_c_after_a_checkpoint_says_how_to_resume(world, tmp_path):
+@pytest.mark.parametrize('sig, code, what', [(signal.SIGINT, 130, 'interrupted'),
+                                              (signal.SIGTERM, 143, 'terminated (SIGTERM)')])
+def test_ctrl_c_or_sigterm_after_a_checkpoint_says_how_to_resume(world, tmp_path, sig, code, what):
     cmd = [PY, 'train.py', *TINY, '--datadir', world.data, '--logdir', str(tmp_path),
            '--epochs', '1000']
     # A shell starts a background job with SIGINT ignored, and a child inherits that (Python
@@ -389,15 +391,15 @@ def test_ctrl_c_after_a_checkpoint_says_how_to_resume(world, tmp_path):
         while not os.path.isfile(ckpt):
             assert time.time() < deadline and proc.poll() is None
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert 'Traceback' not in err
-    assert err.strip().splitlines()[-1] == f'interrupted; resume with --resume {ckpt}'
+    assert err.strip().splitlines()[-1] == f'{what}; resume with --resume {ckpt}'
     log = open(os.path.join(tmp_path, RUN, 'log.txt')).read()
-    assert log.rstrip().endswith(f'interrupted; resume with --resume {ckpt}')
+    assert log.rstrip().endswith(f'{what}; resume with --resume {ckpt}')
     assert not glob.glob(os.path.join(tmp_path, RUN, '.tmp-*'))
     import torch
     assert torch.load(ckpt, weights_only=False)['epoch'] >= 1       # a whole checkpoint

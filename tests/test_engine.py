@@ -203,11 +203,11 @@ def test_plateau_schedule():
 
 # ----------------------------------------------------------------------------- how a run ends
 
-def ends(fn, capsys):
-    """(exit status, stderr lines) of run_main(fn)."""
+def ends(fn, capsys, **kw):
+    """(exit status, stderr lines) of run_main(fn, **kw)."""
     from utils.errors import run_main
     with pytest.raises(SystemExit) as e:
-        run_main(fn)
+        run_main(fn, **kw)
     return e.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -235,6 +235,22 @@ def test_run_main_ctrl_c_says_what_to_resume(capsys, monkeypatch):
     errors.set_resume_checkpoint('logs/run/checkpoint.pth.tar')
     assert ends(raiser(KeyboardInterrupt()), capsys) == (
         130, ['interrupted; resume with --resume logs/run/checkpoint.pth.tar'])
+    assert ends(raiser(KeyboardInterrupt()), capsys, trains=False) == (130, ['interrupted'])
+
+
+def test_run_main_sigterm_ends_as_an_interrupt(capsys, monkeypatch):
+    import signal
+    import utils.errors as errors
+    monkeypatch.setattr(errors, '_resume_hint', 'logs/run/checkpoint.pth.tar')
+    monkeypatch.setattr(errors, '_terminated', False)
+
+    def sigterm():
+        errors._on_sigterm(signal.SIGTERM, None)
+    assert ends(sigterm, capsys) == (
+        143, ['terminated (SIGTERM); resume with --resume logs/run/checkpoint.pth.tar'])
+    # a loader worker killed by the same signal may raise first: still the interrupt, no bug
+    assert ends(raiser(RuntimeError('DataLoader worker (pid 7) is killed by signal')), capsys,
+                trains=False) == (143, ['terminated (SIGTERM)'])
 
 
 def test_run_main_full_disk_and_bugs(capsys):

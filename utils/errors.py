@@ -10,6 +10,7 @@ run can end into that policy (see its docstring); Python callers of ``main(argv)
 get the exceptions as they are.
 """
 import errno
+import signal
 import sys
 import traceback
 from contextlib import contextmanager
@@ -49,10 +50,36 @@ def set_resume_checkpoint(path: str | None) -> None:
     _resume_hint = path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a cluster scheduler's preemption or time limit), raised in the
+    main thread. A KeyboardInterrupt, so that everything that cleans up after a Ctrl-C (the
+    loader's workers, the open logs) does so after a SIGTERM too."""
+
+
+_terminated = False
+
+
+def _on_sigterm(signum, frame):
+    global _terminated
+    if not _terminated:                      # a second SIGTERM while unwinding changes nothing
+        _terminated = True
+        raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """End a one-process entrypoint on SIGTERM as on Ctrl-C (run_main's message, status 143)
+    instead of dying silently. Not for the ranks of a distributed run: their launcher sends
+    SIGTERM to the other ranks when one fails, and that rank's own error line must stay the
+    last word."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def interrupted_message() -> str:
+    what = 'terminated (SIGTERM)' if _terminated else 'interrupted'
     if _resume_hint:
-        return f'interrupted; resume with --resume {_resume_hint}'
-    return 'interrupted before the first checkpoint was written; nothing to resume'
+        return f'{what}; resume with --resume {_resume_hint}'
+    return f'{what} before the first checkpoint was written; nothing to resume'
 
 
 def disk_full(path: str | None, what_to_do: str = 'free some space or choose another '
@@ -94,12 +121,14 @@ def _say(line: str) -> None:
     _to_log(line)
 
 
-def run_main(main, *args, report_interrupt: bool = True) -> None:
+def run_main(main, *args, report_interrupt: bool = True, trains: bool = True) -> None:
     """Run an entrypoint's main and exit as the error policy says:
 
     - a UserError or ``SystemExit('error: ...')``: that one line on stderr and in log.txt,
       status 1 (any other SystemExit keeps its code);
-    - Ctrl-C: ``interrupted; resume with --resume <checkpoint>``, status 130, no traceback;
+    - Ctrl-C: ``interrupted; resume with --resume <checkpoint>`` (just ``interrupted`` where
+      nothing trains: ``trains=False``), status 130, no traceback; SIGTERM, where
+      stop_on_sigterm was called: the same with ``terminated (SIGTERM)``, status 143;
     - a full disk: ``error: the disk is full writing <path>; ...``, status 1;
     - anything else is a bug: its traceback, then ``error: unexpected <Type> (a bug; please
       report it with the traceback above)``, status 1.
@@ -110,24 +139,29 @@ def run_main(main, *args, report_interrupt: bool = True) -> None:
         main(*args)
         return
     except KeyboardInterrupt:
-        if report_interrupt:                 # (distributed: rank 0 alone speaks)
-            _say(interrupted_message())
-        code = 130
+        code = _interrupted(report_interrupt, trains)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             raise
         line = str(exc.code)
         _say(line if line.startswith('error:') else f'error: {line}')
         code = 1
-    except OSError as exc:
-        if not is_disk_full(exc):
-            code = _bug(exc)
-        else:
+    except Exception as exc:
+        if _terminated:       # e.g. the loader's workers, killed by the same SIGTERM, noticed first
+            code = _interrupted(report_interrupt, trains)
+        elif is_disk_full(exc):
             _say(str(disk_full(exc.filename).code))
             code = 1
-    except Exception as exc:
-        code = _bug(exc)
+        else:
+            code = _bug(exc)
     sys.exit(code)
+
+
+def _interrupted(report: bool, trains: bool) -> int:
+    if report:                               # (distributed: rank 0 alone speaks)
+        _say(interrupted_message() if trains else
+             'terminated (SIGTERM)' if _terminated else 'interrupted')
+    return 143 if _terminated else 130
 
 
 def _bug(exc: BaseException) -> int:
