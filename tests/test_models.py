@@ -154,7 +154,7 @@ def test_tsn_sees_frame_order_only_through_the_original_time_pools(pooling_metho
     """TSN without time pooling is a function of the set of frames: a clip played backwards
     gets the same logits. The original's time pools (kernel 3, stride 2, padding 1 after layers
     1-3) are not symmetric in time, so with them the reversed clip scores differently (the
-    README's study: TSN tells 87.5% of the time-reversed pairs apart)."""
+    README's study: TSN tells 86% of the time-reversed pairs apart)."""
     torch.manual_seed(0)
     clip = torch.randn(2, 3, 8, 32, 32)
     blind = build(depth=18, num_classes=5, groups=8, without_t_stride=True).eval()
