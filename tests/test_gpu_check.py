@@ -83,6 +83,8 @@ def test_every_step_ok_or_explained_skip_with_finite_numbers(dry_run):
     assert steps['loader_vs_tam_train']['numbers']['loader_clips_per_s'] > 0
     if steps['train_tam_compile']['result'] == 'skipped':
         assert '--compile' in steps['train_tam_compile']['detail']
+    assert steps['train_i3d_compile']['result'] == 'skipped'       # the dry run's saving
+    assert 'TAM only' in steps['train_i3d_compile']['detail']
 
 
 def test_cpu_cuda_score_comparison_row(dry_run):

@@ -3,8 +3,11 @@
 import torch
 
 
+MAX_CLIPS = 4            # rows of the grid: enough to see a pipeline's mistake, small to store
+
+
 def clip_grid(clips: torch.Tensor, mean=None, std=None, modality: str = 'rgb',
-              max_clips: int = 4, sep: int = 2) -> torch.Tensor:
+              max_clips: int = MAX_CLIPS, sep: int = 2) -> torch.Tensor:
     """A (3, H', W') uint8 image of the first `max_clips` clips of a (B, C, T, H, W) batch: a
     row a clip, a column a frame, `sep` white pixels between rows and columns.
 

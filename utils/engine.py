@@ -19,7 +19,7 @@ from models import build_model, count_conv_macs, count_params, family, load_imag
 from models.registry import temporal_module
 from utils import distributed, synthetic
 from utils.checkpoint import CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
-from utils.clip_grid import clip_grid
+from utils.clip_grid import MAX_CLIPS, clip_grid
 from utils.config import Config, DataConfig, OptimConfig, RunConfig
 from utils.errors import UserError, reading_user_files, set_resume_checkpoint
 from utils.list_file import read_categories
@@ -334,7 +334,7 @@ def log_clips(log: RunLog, clips: torch.Tensor, modality: str, step: int) -> Non
     as it is."""
     if not log.tensorboard:                  # other ranks, or TensorBoard off: not even the grid
         return
-    clips, frames = clips[:4], clips.shape[2]
+    clips, frames = clips[:MAX_CLIPS], clips.shape[2]
     if frames > 16:                          # long 3D clips: 16 evenly spaced frames
         clips = clips[:, :, torch.linspace(0, frames - 1, 16).round().long()]
     grid = clip_grid(clips, modality=modality)
