@@ -75,8 +75,11 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def interrupted_message() -> str:
+def interrupted_message(trains: bool = True) -> str:
+    """What a Ctrl-C or SIGTERM says; where something trains, also what to resume."""
     what = 'terminated (SIGTERM)' if _terminated else 'interrupted'
+    if not trains:
+        return what
     if _resume_hint:
         return f'{what}; resume with --resume {_resume_hint}'
     return f'{what} before the first checkpoint was written; nothing to resume'
@@ -159,8 +162,7 @@ def run_main(main, *args, report_interrupt: bool = True, trains: bool = True) ->
 
 def _interrupted(report: bool, trains: bool) -> int:
     if report:                               # (distributed: rank 0 alone speaks)
-        _say(interrupted_message() if trains else
-             'terminated (SIGTERM)' if _terminated else 'interrupted')
+        _say(interrupted_message(trains))
     return 143 if _terminated else 130
 
 
