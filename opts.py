@@ -14,6 +14,7 @@ from models.temporal import TEMPORAL_OPTIONS
 from utils.config import (FLOW_LENGTH, Config, DataConfig, DistConfig, EvalConfig, OptimConfig,
                           RunConfig, capped_workers)
 from utils.dataset_config import DATASET_CONFIG
+from utils.errors import UserError
 from utils.storage import STORAGE_KINDS
 
 # Every default is the configs' (utils/config.py, models/config.py): written once.
@@ -167,6 +168,10 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     d.add_argument('--max_bad_ratio', default=D['max_bad_ratio'], type=float,
                    help='stop when more than this fraction of an epoch\'s videos cannot be read '
                         '(unreadable ones are replaced and counted up to then)')
+    d.add_argument('--max_pixels', default=D['max_pixels'], type=int,
+                   help='the most pixels (width x height) a frame may declare; a larger one '
+                        '(a decompression bomb, a damaged header) is an unreadable frame. The '
+                        'default is 8K DCI, 8192 x 4320')
 
     t = p.add_argument_group('training')
     t.add_argument('-b', '--batch-size', default=D['batch_size'], type=int,
@@ -268,12 +273,14 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     return p
 
 
-def parse_config(parser: argparse.ArgumentParser, argv=None, entrypoint: str = 'train'
-                 ) -> tuple[Config, list, argparse.Namespace]:
+def parse_config(parser: argparse.ArgumentParser, argv=None, entrypoint: str = 'train',
+                 from_checkpoint: tuple = ()) -> tuple[Config, list, argparse.Namespace]:
     """Parse the command line, validate it (`validate_args`) and freeze it into a Config;
     returns the config, the notes for the user and the namespace (for entrypoint actions such
-    as --show_model)."""
+    as --show_model). `from_checkpoint`: the options whose defaults a checkpoint gave
+    (with_checkpoint_options), which count as given for the notes on omitted options."""
     args = parser.parse_args(argv)
+    args.from_checkpoint = tuple(from_checkpoint)
     notes = validate_args(args, entrypoint)
     return Config.from_args(args), notes, args
 
@@ -340,6 +347,9 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
                      'one centre crop of one clip')
     if entrypoint == 'test' and args.resume:
         notes.append('--resume is ignored by test.py; pass the checkpoint with --pretrained')
+    if entrypoint == 'test' and 'logdir' in getattr(args, 'given_options', ()):
+        notes.append('--logdir is ignored by test.py: it writes next to the checkpoint, or to '
+                     '--output DIR')
     return notes
 
 
@@ -350,6 +360,7 @@ def original_default_notes(args: argparse.Namespace, entrypoint: str) -> list:
     given = getattr(args, 'given_options', None)
     if given is None:
         return []
+    given = [*given, *getattr(args, 'from_checkpoint', ())]
     notes = [f'--{name} was not given: it is {getattr(args, name)} here; the original code '
              f'took {value}' for name, value in ORIGINAL_DEFAULTS.items() if name not in given]
     if entrypoint == 'test' and 'eval_split' not in given and not args.evaluate:
@@ -420,6 +431,7 @@ NUMBER_RANGES = [
     ('--input_size', 'input_size', 1, True, None, True),
     ('--clip_gradient', 'clip_gradient', 0, False, None, True),
     ('--max_bad_ratio', 'max_bad_ratio', 0, True, 1, True),
+    ('--max_pixels', 'max_pixels', 1, True, None, True),
     ('--print-freq', 'print_freq', 1, True, None, True),
     ('--save_every', 'save_every', 0, True, None, True),
     ('--shift_div', 'shift_div', 1, True, None, True),
@@ -480,3 +492,122 @@ def check_files(args: argparse.Namespace, entrypoint: str, fail) -> None:
         if path and not os.path.isfile(path):
             what = 'is a folder, not a file' if os.path.isdir(path) else 'does not exist'
             fail(f'{option} {path} {what}; check the path')
+
+
+# ----------------------------------------------------------------------------- a checkpoint's options
+
+# test.py, tools/predict.py and tools/export_weights.py read the options a checkpoint stores
+# (its `args`) as the defaults of the command line, so that `--pretrained FILE` alone evaluates
+# the model it holds. A given option that differs from the stored one is refused where it
+# changes the model the weights make (SHAPING_OPTIONS, when the family reads it), and a note
+# otherwise: the data and evaluation choices (every model pools globally, so any input size
+# runs; another --dataset with the same classes is a choice too).
+SHAPING_OPTIONS = ('backbone_net', 'depth', 'temporal_module_name', 'blending_frames',
+                   'blending_method', 'no_dw_conv', 'shift_div', 'dw_t_conv', 'without_t_stride',
+                   'pooling_method', 'groups', 'frames_per_group', 'dense_sampling', 'modality',
+                   'flow_length')
+FOLLOWED_OPTIONS = ('dataset', 'datadir', 'input_size', 'disable_scaleup', 'mean', 'std')
+MAX_CLASSES = 100_000          # more than any dataset's classes (ImageNet-21k: 21,841)
+
+
+def stored_options(content) -> dict:
+    """The `args` a checkpoint holds (a dict, or an argparse.Namespace in older files); {} if
+    none (the original study's release, torchvision's files, or something else)."""
+    stored = content.get('args') if isinstance(content, dict) else None
+    if isinstance(stored, argparse.Namespace):
+        stored = vars(stored)
+    return dict(stored) if isinstance(stored, dict) else {}
+
+
+def _as_option(action: argparse.Action, value):
+    """`value` as the command line would give option `action` (its type and choices), or
+    ValueError: a stored option is untrusted input."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ValueError('not true or false')
+        return value
+    if value is None:
+        if action.default is not None:
+            raise ValueError('empty')
+        return None
+    convert = action.type or str
+    if action.nargs in ('+', '*'):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError('not a list of values')
+        values = [_one_value(convert, v) for v in value]
+    else:
+        values = [_one_value(convert, value)]
+    if action.choices is not None and any(v not in action.choices for v in values):
+        raise ValueError(f'not one of {", ".join(map(str, action.choices))}')
+    return values if action.nargs in ('+', '*') else values[0]
+
+
+def _one_value(convert, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f'a {type(value).__name__}')
+    if convert is int and not (isinstance(value, int) or (isinstance(value, str)
+                                                          and value.lstrip('-').isdigit())):
+        raise ValueError('not a whole number')
+    return convert(value)
+
+
+def stored_classes(stored: dict, source: str) -> int | None:
+    """The number of classes a checkpoint's options give, if any, bounded as a dataset's."""
+    value = stored.get('num_classes')
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+        raise UserError(f'{source}: its stored num_classes {value!r} is not a number of classes '
+                        f'(1 to {MAX_CLASSES:,}); give the classes on the command line')
+    return value
+
+
+def with_checkpoint_options(parser: argparse.ArgumentParser, stored: dict, source: str,
+                            entrypoint: str = 'test') -> list:
+    """Make a checkpoint's stored options (SHAPING_OPTIONS and FOLLOWED_OPTIONS) the defaults
+    of `parser`, each checked as a command line's (type, choices, then validate_args'
+    ranges): a value the command line could not give is one error line naming `source`.
+    Returns the stored values taken, for `checkpoint_conflicts`."""
+    actions = {a.dest: a for a in parser._actions}
+    taken = {}
+    for name in SHAPING_OPTIONS + FOLLOWED_OPTIONS:
+        if name in stored and name in actions:
+            try:
+                taken[name] = _as_option(actions[name], stored[name])
+            except (TypeError, ValueError) as exc:
+                raise UserError(f'{source}: its stored option --{name} {stored[name]!r} is not '
+                                f'valid ({exc}); give --{name} on the command line') from None
+    parser.set_defaults(**taken)
+    try:
+        validate_args(parser.parse_args([]), entrypoint)
+    except SystemExit as exc:
+        if isinstance(exc.code, int) or exc.code is None:
+            raise
+        why = str(exc.code).removeprefix('error: ')
+        raise UserError(f'{source}: its stored options are not valid ({why}); give the model '
+                        f'options on the command line') from None
+    return taken
+
+
+def checkpoint_conflicts(args: argparse.Namespace, taken: dict, source: str) -> list:
+    """Notes for the given options that differ from the checkpoint's stored ones (`taken`);
+    a UserError naming both values for one that changes the model the weights make."""
+    given = set(getattr(args, 'given_options', ()))
+    fam = family(args.backbone_net)
+    temporal = {o for opts in TEMPORAL_OPTIONS.values() for o in opts}
+    model_fields = set(ModelConfig.family_option_defaults())
+    notes = []
+    for name in sorted(given & set(taken)):
+        ours, theirs = getattr(args, name), taken[name]
+        if ours == theirs or (isinstance(theirs, list) and list(ours or []) == theirs):
+            continue
+        reads = (name not in model_fields or fam.reads(name)
+                 or (name in temporal and name in TEMPORAL_OPTIONS.get(
+                     args.temporal_module_name or 'TSN', ())))
+        flag = '-d/--depth' if name == 'depth' else f'--{name}'
+        if name in SHAPING_OPTIONS and reads:
+            raise UserError(f'{flag} {ours} differs from the {theirs} that {source} was trained '
+                            f'with, and it changes the model the weights make; drop {flag} (the '
+                            f'checkpoint gives it)')
+        notes.append(f'{flag} {ours}: {source} was trained with {theirs}')
+    return notes

@@ -18,6 +18,8 @@ import pickle
 import re
 import struct
 import warnings
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -89,6 +91,8 @@ def load_file(path: str, trust: bool = False) -> Any:
         raise CheckpointError(f'{path} is empty (an interrupted copy or download?)')
     if is_safetensors(path):
         return _read_safetensors(path)
+    if zipfile.is_zipfile(path):              # torch.save's format since PyTorch 1.6
+        check_zip(path)
     try:
         if trust:
             return torch.load(path, map_location='cpu', weights_only=False)
@@ -106,6 +110,38 @@ def load_file(path: str, trust: bool = False) -> Any:
     except Exception as e:                 # any other failure of a user's file: damaged, not torch
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (damaged or '
                               f'truncated? {type(e).__name__}: {_cause(e)})') from None
+
+
+# The most content a checkpoint's zip members may declare, for the file's size: torch.save
+# stores them uncompressed (content = file size); a deflated copy of real weights shrinks them
+# by a few percent at most, while a crafted member can inflate 1,000-fold (1.5 MB -> 1.8 GB).
+MAX_INFLATION = 4
+
+
+def check_zip(path: str) -> None:
+    """Check a zip checkpoint before torch.load reads it: its members may declare no more
+    than MAX_INFLATION x the file's size (a zip bomb), and each must match its CRC-32 (torch
+    does not check them, so a flipped bit in a tensor would load as other weights without a
+    word). CheckpointError naming the file and the member otherwise."""
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > MAX_INFLATION * size + (1 << 20):
+                raise CheckpointError(
+                    f'{path} declares {declared:,} bytes of content in a {size:,}-byte file '
+                    f'(a zip bomb, or not a checkpoint); refused before reading it')
+            for member in members:            # reads each member once, in chunks
+                with archive.open(member) as f:
+                    while f.read(1 << 24):
+                        pass
+    except zipfile.BadZipFile as e:           # zipfile's CRC check: 'Bad CRC-32 for file X'
+        raise CheckpointError(f'{path} is damaged ({e}: a bit flipped on disk or in a copy, '
+                              f'or a file cut short); use another copy') from None
+    except (OSError, EOFError, zlib.error, NotImplementedError) as e:
+        raise CheckpointError(f'{path} is damaged ({type(e).__name__}: {e}); use another '
+                              f'copy') from None
 
 
 def _cause(e: Exception) -> str:

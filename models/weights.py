@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from models.checkpoint_file import load_file
+from utils.errors import UserError
 
 # torchvision's ImageNet files, looked up in the torch hub cache by these name patterns.
 IMAGENET_FILES = {
@@ -139,10 +140,16 @@ def load_pretrained(model: nn.Module, path: str, adapt_rgb_stem: bool = False,
     wrong_shape = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                    for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong_shape:
+        counts = [f'{len(keys)} {what} (first: {keys[0]})' for keys, what in (
+            (missing, 'missing in the file'), (unexpected, 'not in the model'),
+            (wrong_shape, 'of another shape')) if keys]
         lines = ([f'  missing in file: {k}' for k in missing] + [f'  not in model: {k}' for k in unexpected]
                  + [f'  shape: {k}' for k in wrong_shape])
-        shown = '\n'.join(lines[:40]) + (f'\n  ... and {len(lines) - 40} more' if len(lines) > 40 else '')
-        raise SystemExit(f'error: the weights in {path} ({fmt} format) do not fit the model:\n{shown}')
+        raise UserError(f'the weights in {path} ({fmt} format) do not fit the model: '
+                        f'{"; ".join(counts)}; give the model options they were trained with '
+                        f'(--backbone_net, -d, --temporal_module_name, --groups, --modality, '
+                        f'...); every key is listed in the log',
+                        details='keys that do not fit:\n' + '\n'.join(lines))
     if reinit_classifier and not new_classifier:
         raise SystemExit(f'error: the classifier of {path} has {file_classes} classes but the model '
                          f'{own["fc.bias"].numel()}; give the --dataset (or --num_classes) the '

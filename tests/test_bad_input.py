@@ -238,9 +238,9 @@ CASES = [
          lambda w: f'{w.no_test}/test.txt'),
     Case('test-num-clips-zero', evaluate(lambda w: ['--pretrained', w.ckpt, '--num_clips', '0']),
          text('--num_clips')),
-    Case('test-logdir-is-a-file',
-         evaluate(lambda w: ['--pretrained', w.ckpt, '--logdir', f'{w.base}/a_file']),
-         lambda w: f'{w.base}/a_file'),
+    Case('test-output-is-a-file',
+         evaluate(lambda w: ['--pretrained', w.ckpt, '--output', f'{w.base}/a_file']),
+         lambda w: f'{w.base}/a_file is a file, not a folder), --output'),
     # --- train_dist.py
     Case('dist-lr-negative', dist(const('--lr', '-1')), text('--lr -1')),
     Case('dist-batch-does-not-divide',
@@ -290,8 +290,10 @@ CASES = [
 def run_case(case: Case, w: World) -> dict:
     argv = case.argv(w)
     logdir = os.path.join(w.base, 'runs', case.id)
-    if argv[0] in ('train.py', 'test.py', 'train_dist.py') and '--logdir' not in argv:
+    if argv[0] in ('train.py', 'train_dist.py') and '--logdir' not in argv:
         argv += ['--logdir', logdir]
+    if argv[0] == 'test.py' and '--output' not in argv:      # (not beside the checkpoint)
+        argv += ['--output', logdir]
     t0 = time.time()
     proc = subprocess.run([PY, *argv], cwd=ROOT, env=env(), capture_output=True, text=True,
                           timeout=120)
@@ -410,9 +412,12 @@ def test_a_full_disk_keeps_the_previous_checkpoint(world, tmp_path):
     shutil.copytree(os.path.dirname(world.ckpt), folder)
     ckpt = str(folder / 'checkpoint.pth.tar')
     before = sha256(ckpt)
-    code = ('import errno, os\n'
+    code = ('import errno, os\n'            # the disk fills when checkpoints are written
+            'fsync = os.fsync\n'
             'def full(fd):\n'
-            '    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n'
+            '    if os.readlink(f"/proc/self/fd/{fd}").endswith(".tar"):\n'
+            '        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n'
+            '    return fsync(fd)\n'
             'os.fsync = full')
     proc = drive(code, ['train.py', *TINY, '--datadir', world.data, '--logdir', str(tmp_path),
                         '--resume', ckpt, '--epochs', '2'])

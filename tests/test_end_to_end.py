@@ -181,8 +181,14 @@ def test_test_py_refuses_an_rgb_checkpoint_for_flow(flow_dataset, tiny_synthetic
     flow = ['--dataset', 'synthetic', '--datadir', flow_dataset, '--modality', 'flow',
             '--backbone_net', 'resnet', '-d', '18', '--temporal_module_name', 'TAM', '--groups', '4',
             '--input_size', '32', '-b', '2', '-j', '0', '--logdir', str(tmp_path / 'f')]
-    with pytest.raises(SystemExit, match='conv1.weight'):
+    with pytest.raises(SystemExit, match='--modality flow differs from the rgb that .* was '
+                                         'trained with'):
         test_entry.main(flow + ['--pretrained', ckpt])
+    bare = str(tmp_path / 'weights_only.pth')         # no stored options: the weights decide
+    torch.save({'state_dict': torch.load(ckpt, weights_only=False)['state_dict']}, bare)
+    with pytest.raises(SystemExit, match='1 of another shape .first: conv1.weight') as err:
+        test_entry.main(flow + ['--pretrained', bare])
+    assert 'shape: conv1.weight: file (64, 3, 7, 7) vs model (64, 10, 7, 7)' in err.value.details
     started = train_entry.main(flow + ['--pretrained', ckpt, '--epochs', '1'])
     assert np.isfinite(started['loss'])
 

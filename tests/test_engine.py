@@ -295,25 +295,6 @@ def test_a_run_folder_that_cannot_be_created_names_the_option(tmp_path):
         RunLog(str(tmp_path / 'file' / 'run'))
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint_and_no_temporary(tmp_path, monkeypatch):
-    import errno
-    import os
-    from utils.checkpoint import atomic_save
-    path = str(tmp_path / 'checkpoint.pth.tar')
-    atomic_save({'epoch': 1}, path)
-    before = open(path, 'rb').read()
-
-    def full(fd):
-        raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(os, 'fsync', full)
-    with pytest.raises(SystemExit, match=f'the disk is full writing {path}; the previous '
-                                         f'checkpoint.pth.tar is intact'):
-        atomic_save({'epoch': 2}, path)
-    assert open(path, 'rb').read() == before and os.listdir(tmp_path) == ['checkpoint.pth.tar']
-    with pytest.raises(SystemExit, match='nothing was written'):
-        atomic_save({'epoch': 2}, str(tmp_path / 'model_best.pth.tar'))
-
-
 def test_synthetic_data_is_generated_only_where_asked_for(tmp_path, monkeypatch):
     import os
     from utils import synthetic

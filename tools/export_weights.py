@@ -28,33 +28,33 @@ from safetensors.torch import save  # noqa: E402
 
 from models import load_pretrained  # noqa: E402
 from models.checkpoint_file import load_file  # noqa: E402
-from opts import arg_parser, parse_config  # noqa: E402
+from opts import (MAX_CLASSES, arg_parser, checkpoint_conflicts, parse_config,  # noqa: E402
+                  stored_classes, stored_options, with_checkpoint_options)
 from utils.config import Config  # noqa: E402
-from utils.checkpoint import atomic_write  # noqa: E402
+from utils.files import atomic_write  # noqa: E402
 from utils.dataset_config import DATASET_CONFIG  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 
-def stored_options(content) -> dict:
-    """The options a checkpoint was made with (a dict, or a Namespace in older files), if any."""
-    if not isinstance(content, dict):
-        return {}
-    stored = content.get('args')
-    return dict(stored if isinstance(stored, dict) else vars(stored) if stored is not None else {})
-
-
-def model_options(content, argv: list[str], num_classes: int | None) -> Config:
-    """The options of the model to build: the checkpoint's, overridden by ``argv``."""
+def model_options(content, argv: list[str], num_classes: int | None,
+                  source: str = 'the checkpoint') -> Config:
+    """The options of the model to build: the checkpoint's stored ones (checked as a command
+    line's: opts.with_checkpoint_options), overridden by ``argv`` where that does not change
+    the model the weights make (opts.checkpoint_conflicts)."""
     parser = arg_parser()
     stored = stored_options(content)
-    known = {a.dest for a in parser._actions}
-    parser.set_defaults(**{k: v for k, v in stored.items() if k in known})
-    cfg, _, _ = parse_config(parser, argv, 'test')
-    classes = (num_classes or stored.get('num_classes')
+    taken = with_checkpoint_options(parser, stored, source) if stored else {}
+    cfg, _, args = parse_config(parser, argv, 'test', from_checkpoint=tuple(taken))
+    checkpoint_conflicts(args, taken, source)
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
+        raise UserError(f'--num_classes {num_classes} is not a number of classes (1 to '
+                        f'{MAX_CLASSES:,})')
+    classes = (num_classes or stored_classes(stored, source)
                or DATASET_CONFIG[cfg.data.dataset]['num_classes'])
     if classes is None:
-        raise SystemExit(f'error: cannot tell the number of classes of the model (the checkpoint '
-                         f'holds no options and --dataset {cfg.data.dataset} has none); give '
-                         f'--num_classes N')
+        raise UserError(f'cannot tell the number of classes of the model ({source} holds no '
+                        f'options and --dataset {cfg.data.dataset} has none); give '
+                        f'--num_classes N')
     return cfg.with_classes(classes)
 
 
@@ -63,7 +63,7 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     """Export ``checkpoint`` to ``out`` (safetensors); returns a one-line report."""
     from utils.engine import build     # the engine's model builder: clip length, flow channels
     content = load_file(checkpoint, trust)
-    cfg = model_options(content, argv, num_classes)
+    cfg = model_options(content, argv, num_classes, checkpoint)
     model, arch = build(cfg)
     report = load_pretrained(model, checkpoint, trust=trust, new_classifier=False)
     meta = {'arch': arch, 'args': json.dumps(cfg.options, default=str),

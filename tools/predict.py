@@ -22,6 +22,7 @@ if any failed.
 """
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -48,12 +49,15 @@ def load_model(checkpoint: str, argv: list[str], trust: bool, num_classes: int |
     from tools.export_weights import model_options
     from utils.engine import build, select_device
     content = load_file(checkpoint, trust)
-    cfg = model_options(content, argv, num_classes)
+    cfg = model_options(content, argv, num_classes, checkpoint)
     model, _ = build(cfg)
     load_pretrained(model, checkpoint, trust=trust, new_classifier=False)
     device = select_device(cfg.run)
     classes = content.get('classes') if isinstance(content, dict) else None
-    return model.to(device).eval(), cfg, (list(classes) if classes else None), device
+    if not (isinstance(classes, list) and len(classes) == cfg.model.num_classes
+            and all(isinstance(c, str) for c in classes)):
+        classes = None                        # not the class names of this model: not shown
+    return model.to(device).eval(), cfg, classes, device
 
 
 def video_info(path: str) -> tuple[int, float]:
@@ -178,20 +182,22 @@ def print_table(rows: list[dict]) -> None:
 
 def write_out(path: str, rows: list[dict], errors: list[dict]) -> None:
     clean = [{k: v for k, v in r.items() if k != '_probs'} for r in rows]
+    from utils.files import atomic_write, csv_cell
+    todo = 'free some space or give another --out'
     if path.lower().endswith('.json'):
-        with open(path, 'w', encoding='utf-8') as f:
-            json.dump(dict(predictions=clean, errors=errors), f, indent=1)
+        atomic_write(path, json.dumps(dict(predictions=clean, errors=errors), indent=1), todo)
         return
     k = max((len(r['top']) for r in clean), default=0)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        w = csv.writer(f)
-        w.writerow(['input', 'start_s', 'end_s', 'frames']
-                   + [f'top{i}_{x}' for i in range(1, k + 1) for x in ('label', 'name', 'score')])
-        for r in clean:
-            w.writerow([r['input'], '' if 'start_s' not in r else f'{r["start_s"]:.3f}',
-                        '' if 'end_s' not in r else f'{r["end_s"]:.3f}', r['frames']]
-                       + [v for t in r['top'] for v in (t['label'], t['name'],
-                                                        f'{t["score"]:.6f}')])
+    text = io.StringIO(newline='')
+    w = csv.writer(text)
+    w.writerow(['input', 'start_s', 'end_s', 'frames']
+               + [f'top{i}_{x}' for i in range(1, k + 1) for x in ('label', 'name', 'score')])
+    for r in clean:
+        w.writerow([csv_cell(r['input']), '' if 'start_s' not in r else f'{r["start_s"]:.3f}',
+                    '' if 'end_s' not in r else f'{r["end_s"]:.3f}', r['frames']]
+                   + [v for t in r['top'] for v in (t['label'], csv_cell(t['name']),
+                                                    f'{t["score"]:.6f}')])
+    atomic_write(path, text.getvalue(), todo)
 
 
 def plot_timeline(path: str, rows: list[dict], names: list[str], top: int = 5) -> None:
@@ -209,8 +215,11 @@ def plot_timeline(path: str, rows: list[dict], names: list[str], top: int = 5) -
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=110, format='png')
     plt.close(fig)
+    from utils.files import atomic_write
+    atomic_write(path, image.getvalue(), 'free some space or give another --out')
 
 
 def main(argv=None) -> int:

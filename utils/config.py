@@ -23,6 +23,7 @@ import numpy as np
 from models.config import ModelConfig
 from utils.dataset_config import get_dataset_config
 from utils.sampling import frames_per_clip
+from utils.pixel_limit import MAX_PIXELS
 from utils.storage import STORAGE_KINDS
 from utils.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -57,6 +58,7 @@ class DataConfig:
     exclude_list: str | None = None
     workers: int = 2
     max_bad_ratio: float = 0.01
+    max_pixels: int = MAX_PIXELS         # the largest frame decoded (utils/pixel_limit.py)
     num_classes: int = 0                 # 0 until known (Config.with_classes)
 
     @property

@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from models import build_model, count_conv_macs, count_params, family, load_imagenet, load_pretrained
 from models.registry import temporal_module
-from utils import distributed, synthetic
-from utils.checkpoint import CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
+from utils import distributed, run_folder, synthetic
+from utils.checkpoint import BEST, CHECKPOINT, Resumed, resume, save_checkpoint, set_rng_state
 from utils.clip_grid import MAX_CLIPS, clip_grid
 from utils.config import Config, DataConfig, OptimConfig, RunConfig
 from utils.errors import UserError, reading_user_files, set_resume_checkpoint
@@ -67,6 +67,13 @@ def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
 
 def select_device(run: RunConfig) -> torch.device:
     """--device auto picks CUDA when present; --gpu picks one GPU."""
+    if run.gpu is not None and run.device != 'cpu':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if run.gpu >= count:
+            raise UserError(f'--gpu {run.gpu} was asked for but this machine has '
+                            + (f'{count} GPU{"s" * (count > 1)} (0-{count - 1})' if count
+                               else 'no GPU that CUDA can use')
+                            + '; drop --gpu to run on the CPU')
     use_cuda = run.device == 'cuda' or (run.device == 'auto' and torch.cuda.is_available())
     if not use_cuda:
         return torch.device('cpu')
@@ -383,8 +390,8 @@ def train_one_epoch(model, loader, optimizer, scaler, cfg: Config, runtime: Runt
             loss, logits = train_step(model, clips, labels, optimizer, scaler, cfg)
         except LossNotFinite as exc:
             raise UserError(f'the training loss is {exc.args[0]} at epoch {epoch + 1} iteration '
-                            f'{i + 1} (diverged), --lr {cfg.optim.lr}; lower --lr or use '
-                            f'--clip_gradient') from None
+                            f'{i + 1} (diverged) at lr {scheduled[0] * warm:g} (--lr '
+                            f'{cfg.optim.lr}); lower --lr or use --clip_gradient') from None
         finally:
             for g, lr in zip(optimizer.param_groups, scheduled):
                 g['lr'] = lr
@@ -551,8 +558,20 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
     cfg = prepare_data(cfg, runtime)
     model, arch = build(cfg)
     name = run_name(cfg, arch)
-    folder = os.path.join(run.logdir, name)
-    log = RunLog(folder, enabled=runtime.is_main)
+    folder, lock, folder_notes = claim_run_folder(run, name, runtime)
+    log = RunLog(folder, enabled=runtime.is_main, lock=lock)
+    try:
+        return train_in_folder(cfg, runtime, model, arch, folder, log, [*notes, *folder_notes])
+    except BaseException:
+        log.release_folder()         # (the log stays open for the error line: run_main)
+        raise
+
+
+def train_in_folder(cfg: Config, runtime: Runtime, model, arch: str, folder: str, log: RunLog,
+                    notes) -> dict:
+    """fit's training, once the run holds its folder: weights, loops, checkpoints."""
+    run, optim = cfg.run, cfg.optim
+    name = os.path.basename(folder)
     for note in notes:
         log.info(f'note: {note}')
     log.info(f'run {name}: {count_params(model):,} parameters, {cfg.model.num_classes} classes, '
@@ -577,8 +596,6 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
         log.info(f'note: {note}')
     if runtime.is_main and not run.evaluate:
         log.write_json('run', describe_run(cfg, model, arch, name))
-        if not resume_path and os.path.isfile(os.path.join(folder, 'metrics.jsonl')):
-            os.remove(os.path.join(folder, 'metrics.jsonl'))   # a new run of this folder
     if run.pretrained and not resume_path:
         log.info(load_pretrained(model, run.pretrained, adapt_rgb_stem=True,
                                  trust=run.trust_checkpoint, new_classifier=not run.evaluate))
@@ -632,8 +649,12 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
 
     names = class_names(cfg.data)
     done, totals = mid_epoch_start(resumed, runtime, optim.batch_size)
+    if done >= len(train_loader):
+        raise UserError(f'--resume {resume_path}: iteration {done} is past the {len(train_loader)}'
+                        f' batches of an epoch: not a state this run wrote (a damaged or edited '
+                        f'file, or other data); resume from another checkpoint')
     result = {}
-    best_path = os.path.join(folder, 'model_best.pth.tar')
+    best_path = os.path.join(folder, BEST)
     for epoch in range(start_epoch, optim.epochs):
         # Everything random in an epoch derives from (seed, epoch): a resumed run repeats it.
         seed_everything(cfg.seed + epoch)
@@ -686,6 +707,25 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
     return result
 
 
+def claim_run_folder(run: RunConfig, name: str, runtime: Runtime):
+    """(folder, lock or None, notes): the folder this run writes to (utils/run_folder.claim:
+    locked; a new `<name>-N` rather than an earlier run's folder), decided by the main process
+    and told to the others. -e (evaluation only) writes log lines to `<logdir>/<name>` and
+    takes no lock."""
+    folder, lock, notes = os.path.join(run.logdir, name), None, []
+    if runtime.is_main and not run.evaluate:
+        def resumes_here(candidate: str) -> bool:
+            path, _ = checkpoint_to_resume(run, candidate)
+            return bool(path) and (os.path.realpath(os.path.dirname(path))
+                                   == os.path.realpath(candidate))
+        folder, lock, notes = run_folder.claim(run.logdir, name, resumes_here)
+    if runtime.distributed:
+        box = [folder]
+        torch.distributed.broadcast_object_list(box, src=0)
+        folder = box[0]
+    return folder, lock, notes
+
+
 def checkpoint_to_resume(run: RunConfig, folder: str) -> tuple[str, str | None]:
     """The checkpoint to resume from ('' for none) and a note: --resume PATH; --resume auto,
     or a job its launcher restarted (torchrun --max-restarts, SLURM requeue) without --resume:
@@ -713,6 +753,10 @@ def mid_epoch_start(resumed: Resumed, runtime: Runtime, batch_size: int):
                         f'processes with -b {progress.get("batch_size")}; it continues only '
                         f'with the same (this run: {runtime.world_size}, -b {batch_size})')
     totals = Totals()
+    if set(progress['totals'][runtime.rank]) != set(Totals.keys):
+        raise UserError(f'the mid-epoch checkpoint\'s running sums have the keys '
+                        f'{sorted(progress["totals"][runtime.rank])}, not {list(Totals.keys)}: '
+                        f'a damaged or edited file; resume from another checkpoint')
     totals.values.update(progress['totals'][runtime.rank])
     return resumed.iteration, totals
 

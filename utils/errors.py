@@ -21,8 +21,11 @@ class UserError(SystemExit):
     ``<what is wrong>, <where: file, line, option>; <what to do>``; it is printed as
     ``error: <message>`` and the process exits with status 1."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, details: str = ''):
+        """`details`: more lines for the run's log.txt only (e.g. every key of a weights file
+        that does not fit), so that the console keeps one line."""
         self.message = message
+        self.details = details
         super().__init__(f'error: {message}')
 
 
@@ -147,6 +150,8 @@ def run_main(main, *args, report_interrupt: bool = True, trains: bool = True) ->
         if exc.code is None or isinstance(exc.code, int):
             raise
         line = str(exc.code)
+        if getattr(exc, 'details', ''):
+            _to_log(exc.details)
         _say(line if line.startswith('error:') else f'error: {line}')
         code = 1
     except Exception as exc:

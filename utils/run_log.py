@@ -15,6 +15,7 @@ import time
 from tqdm import tqdm
 
 from utils.errors import ERROR_SINKS, UserError
+from utils.files import atomic_write, open_append
 
 _open_logs: list = []                      # the RunLogs of this process with a log.txt open
 
@@ -64,7 +65,7 @@ class _WarningsToLog(logging.Handler):
         try:
             msg = f'{record.levelname.lower()}: {record.getMessage()}'
             tqdm.write(msg, file=sys.stderr)
-            with open(self.path, 'a') as f:
+            with open_append(self.path) as f:
                 f.write(_stamp(msg))
         except Exception:
             self.handleError(record)
@@ -94,14 +95,21 @@ def current_log_path() -> str | None:
 
 
 class RunLog:
-    def __init__(self, folder: str | None, tensorboard: bool = True, enabled: bool = True):
+    """The log of a run in `folder`: log.txt (appended; `log_name`), TensorBoard events, JSON
+    records.
+    Files are written without following links planted in the folder (utils/files.py). `lock`
+    (utils/run_folder.FolderLock), if given, is released by close."""
+
+    def __init__(self, folder: str | None, tensorboard: bool = True, enabled: bool = True,
+                 lock=None, log_name: str = 'log.txt'):
         self.enabled = enabled
         self.folder = folder
         self._file = None
         self._tb = None
+        self._lock = lock
         if enabled and folder:
             make_folder(folder)
-            self._file = open(os.path.join(folder, 'log.txt'), 'a', buffering=1)
+            self._file = open_append(os.path.join(folder, log_name))
             _open_logs.append(self)
             attach_warnings(self._file.name)
             if tensorboard:
@@ -139,20 +147,26 @@ class RunLog:
         epoch), the machine-readable record of a run that tools read."""
         if self.enabled and self.folder:
             import json
-            with open(os.path.join(self.folder, f'{name}.jsonl'), 'a', encoding='utf-8') as f:
+            with open_append(os.path.join(self.folder, f'{name}.jsonl')) as f:
                 f.write(json.dumps(row, default=str) + '\n')
 
     def write_json(self, name: str, content: dict) -> None:
         """`<folder>/<name>.json` (run.json: what the run is), replaced whole."""
         if self.enabled and self.folder:
             import json
-            with open(os.path.join(self.folder, f'{name}.json'), 'w', encoding='utf-8') as f:
-                json.dump(content, f, indent=1, default=str)
+            atomic_write(os.path.join(self.folder, f'{name}.json'),
+                         json.dumps(content, indent=1, default=str), 'free some space')
 
     def progress(self, iterable, **kwargs):
         """A tqdm bar on a terminal and the main process; plain iteration elsewhere."""
         disable = not self.enabled or not sys.stderr.isatty()
         return tqdm(iterable, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
+
+    def release_folder(self) -> None:
+        """Let another run have the folder (the lock), keeping the log open."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def close(self) -> None:
         if self._file:
@@ -162,3 +176,4 @@ class RunLog:
             _open_logs.remove(self)
         if self._tb is not None:
             self._tb.close()
+        self.release_folder()

@@ -19,7 +19,10 @@ a list's videos against it before training starts (with `missing_hint(kind, root
 the advice when none is there).
 
 Both LMDBStorage and FolderStorage decode JPEG bytes with `decode_images`, so they return
-identical arrays for the same frame numbers.
+identical arrays for the same frame numbers. Every image's size is read from its header and
+checked against a pixel limit (`max_pixels`, --max_pixels) before anything is allocated, so a
+crafted file that declares a huge image (a decompression bomb) is an unreadable frame, never
+an exhausted memory.
 """
 import io
 import logging
@@ -31,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from utils.errors import FrameReadError, UserError, VideoMissingError  # noqa: F401 (re-exported)
+from utils.pixel_limit import MAX_PIXELS, TooLargeError, check_pixels  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,8 @@ class FrameStorage(Storage, typing.Protocol):
         ...
 
 
-def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
+def decode_image(source, name: str, gray: bool = False, max_pixels: int = MAX_PIXELS
+                 ) -> np.ndarray:
     """Decode an image file path or bytes to uint8 (H, W, 3), or (H, W, 1) with `gray`;
     FrameReadError naming `name` if it cannot be read.
 
@@ -95,13 +100,15 @@ def decode_image(source, name: str, gray: bool = False) -> np.ndarray:
     (identical pixels, tested) without PIL's image object and its copies. CMYK JPEGs, grey
     from colour JPEGs and other formats go through PIL.
     """
-    return decode_images([source], [name], gray, name)[0]
+    return decode_images([source], [name], gray, name, max_pixels)[0]
 
 
-def decode_images(sources: list, names: list, gray: bool = False, where: str = '') -> np.ndarray:
+def decode_images(sources: list, names: list, gray: bool = False, where: str = '',
+                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode images (paths or bytes) of one size into one uint8 array (N, H, W, 3 or 1), each
-    JPEG straight into its slot (no per-frame arrays to allocate and stack). FrameReadError naming the file that cannot be read, or
-    `where` if the sizes differ."""
+    JPEG straight into its slot (no per-frame arrays to allocate and stack). FrameReadError
+    naming the file that cannot be read (TooLargeError: over `max_pixels`), or `where` if the
+    sizes differ."""
     if not sources:
         raise ValueError('decode_images needs at least one image')
     out = None
@@ -111,8 +118,10 @@ def decode_images(sources: list, names: list, gray: bool = False, where: str = '
                 with open(source, 'rb') as f:
                     source = f.read()
             shape, fast = _jpeg_shape(source, gray)
-            if shape is None:
-                frame = _decode_with_pil(source, gray)
+            if shape is not None:
+                check_pixels(shape[1], shape[0], max_pixels, name)
+            else:
+                frame = _decode_with_pil(source, gray, max_pixels, name)
                 shape = frame.shape
             if out is None:
                 out = np.empty((len(sources), *shape), np.uint8)
@@ -124,8 +133,11 @@ def decode_images(sources: list, names: list, gray: bool = False, where: str = '
                                        buffer=out[i])
             else:
                 out[i] = frame
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise FrameReadError(f'{name}: {exc}') from exc
+        except FrameReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder failure on a file is that file's
+            raise FrameReadError(f'{name}: {type(exc).__name__}: {exc}' if not isinstance(
+                exc, (OSError, ValueError, SyntaxError)) else f'{name}: {exc}') from exc
     return out
 
 
@@ -140,8 +152,17 @@ def _jpeg_shape(data: bytes, gray: bool) -> tuple:
     return None, False
 
 
-def _decode_with_pil(data: bytes, gray: bool) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
+def _decode_with_pil(data: bytes, gray: bool, max_pixels: int, name: str) -> np.ndarray:
+    """Decode with PIL, after checking the size its header gives (PIL's own bomb limit is
+    replaced by `max_pixels`: opening reads the header only, decoding happens in convert)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        img = Image.open(io.BytesIO(data))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    with img:
+        check_pixels(img.width, img.height, max_pixels, name)
         mode = 'L' if gray else 'RGB'
         array = np.asarray(img if img.mode == mode else img.convert(mode))
         return array[..., None] if gray else array
@@ -150,9 +171,10 @@ def _decode_with_pil(data: bytes, gray: bool) -> np.ndarray:
 class FolderStorage:
     """Frames stored as `<root>/<video_path>/<image_tmpl.format(frame_number)>`."""
 
-    def __init__(self, root: str, image_tmpl: str = '{:05d}.jpg'):
+    def __init__(self, root: str, image_tmpl: str = '{:05d}.jpg', max_pixels: int = MAX_PIXELS):
         self.root = root
         self.image_tmpl = image_tmpl
+        self.max_pixels = max_pixels
 
     def frame_path(self, video_path: str, number: int) -> str:
         return os.path.join(self.root, video_path, self.image_tmpl.format(number))
@@ -166,7 +188,7 @@ class FolderStorage:
         folder = os.path.join(self.root, video_path)
         paths = [os.path.join(folder, name) for name in names]
         try:
-            return decode_images(paths, paths, gray, folder)
+            return decode_images(paths, paths, gray, folder, self.max_pixels)
         except FrameReadError as exc:
             if not os.path.isdir(folder):         # checked only when a read fails
                 raise VideoMissingError(str(exc)) from exc.__cause__
@@ -184,22 +206,28 @@ class FolderStorage:
 # ----------------------------------------------------------------------------- LMDB
 
 # One LMDB value = one video: an Arrow IPC stream holding one record batch with columns
-# `name` (string: the frame's file name, e.g. 00001.jpg) and `data` (binary: the file's bytes),
-# and schema metadata {format: LMDB_FORMAT, version: LMDB_VERSION}. Keys are the videos'
-# relative paths as written in the list files (lmdb_key: UTF-8, any characters; a digest past
-# 511 bytes). The key META_KEY holds JSON metadata.
+# `name` (string: the frame's file name, e.g. 00001.jpg), `data` (binary: the file's bytes) and,
+# from version 2, `crc32` (uint32: zlib.crc32 of `data`, checked on every read, so a flipped bit
+# in the database is an unreadable frame rather than other pixels), and schema metadata
+# {format: LMDB_FORMAT, version: LMDB_VERSION}. Version 1 records (no checksums) still read.
+# Keys are the videos' relative paths as written in the list files (lmdb_key: UTF-8, any
+# characters; a digest past 511 bytes). The key META_KEY holds JSON metadata.
 LMDB_FORMAT = b'video-frames'
-LMDB_VERSION = 1
+LMDB_VERSION = 2
+LMDB_VERSIONS_READ = (1, 2)
 META_KEY = b'__meta__'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 
 def encode_video_record(names: list, blobs: list) -> bytes:
     """Serialise a video's frame files (names and bytes) to one LMDB value."""
+    import zlib
+
     import pyarrow as pa
-    schema = pa.schema([('name', pa.string()), ('data', pa.binary())],
+    schema = pa.schema([('name', pa.string()), ('data', pa.binary()), ('crc32', pa.uint32())],
                        metadata={b'format': LMDB_FORMAT, b'version': str(LMDB_VERSION).encode()})
-    batch = pa.record_batch([pa.array(names, pa.string()), pa.array(blobs, pa.binary())],
+    batch = pa.record_batch([pa.array(names, pa.string()), pa.array(blobs, pa.binary()),
+                             pa.array([zlib.crc32(b) for b in blobs], pa.uint32())],
                             schema=schema)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, schema) as writer:
@@ -209,25 +237,50 @@ def encode_video_record(names: list, blobs: list) -> bytes:
 
 def decode_video_record(value, wanted=None) -> dict:
     """The inverse of encode_video_record: {frame file name: bytes} (only the names in
-    `wanted` when given: a clip needs a few frames of a long video); ValueError if malformed."""
+    `wanted` when given: a clip needs a few frames of a long video); ValueError if malformed.
+
+    A record is untrusted bytes: its Arrow structure is validated in full (offsets, lengths,
+    UTF-8) before any value is touched, since Arrow trusts the offsets it is given (a record
+    whose offsets point past its data would crash the process), and each returned frame's
+    checksum is compared (version 2)."""
+    import zlib
+
     import pyarrow as pa
     try:
         table = pa.ipc.open_stream(pa.py_buffer(value)).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f'not a video record ({exc})') from exc
-    meta = table.schema.metadata or {}
-    if meta.get(b'format') != LMDB_FORMAT:
-        raise ValueError('not a video record (no format field)')
-    version = int(meta.get(b'version', b'0'))
-    if version != LMDB_VERSION:
-        raise ValueError(f'record format version {version}; this code reads version '
-                         f'{LMDB_VERSION} (rebuild with tools/build_lmdb.py)')
+        meta = table.schema.metadata or {}
+        if meta.get(b'format') != LMDB_FORMAT:
+            raise ValueError('not a video record (no format field)')
+        try:
+            version = int(meta.get(b'version', b'0'))
+        except ValueError:
+            version = -1
+        if version not in LMDB_VERSIONS_READ:
+            raise ValueError(f'record format version {meta.get(b"version")!r}; this code reads '
+                             f'versions {", ".join(map(str, LMDB_VERSIONS_READ))} (rebuild with '
+                             f'tools/build_lmdb.py)')
+        expected = [('name', pa.string()), ('data', pa.binary())] + (
+            [('crc32', pa.uint32())] if version >= 2 else [])
+        found = [(f.name, f.type) for f in table.schema]
+        if found != expected:
+            raise ValueError(f'not a version {version} video record (columns {found})')
+        table.validate(full=True)
+    except pa.ArrowException as exc:
+        raise ValueError(f'not a video record, or a damaged one ({type(exc).__name__}: '
+                         f'{exc})') from None
     names = table.column('name').to_pylist()
     data = table.column('data')
-    if wanted is None:
-        return dict(zip(names, data.to_pylist()))
+    crcs = table.column('crc32').to_pylist() if version >= 2 else None
     position = {n: i for i, n in enumerate(names)}
-    return {n: data[position[n]].as_py() for n in wanted if n in position}
+    out = {}
+    for n in (names if wanted is None else [n for n in wanted if n in position]):
+        i = position[n]
+        blob = data[i].as_py()
+        if crcs is not None and zlib.crc32(blob) != crcs[i]:
+            raise ValueError(f'frame {n}: checksum mismatch (the database is damaged: a bit '
+                             f'flipped on disk or in a copy)')
+        out[n] = blob
+    return out
 
 
 def lmdb_key(video_path: str) -> bytes:
@@ -306,8 +359,13 @@ def verify_lmdb(env, path: str, rebuild: str = '') -> None:
                 if move():
                     bytes(cursor.value()[:1])
     except lmdb.Error as exc:
-        raise DamagedDatabaseError(f'{path}: damaged LMDB database ({type(exc).__name__}: '
-                                   f'{exc}); {_rebuild_hint(path, rebuild)}') from None
+        raise _damaged(path, exc, rebuild) from None
+
+
+def _damaged(path: str, exc: Exception, rebuild: str) -> DamagedDatabaseError:
+    """The one-line error of a database that LMDB itself cannot read (`exc`)."""
+    return DamagedDatabaseError(f'{path}: damaged LMDB database ({type(exc).__name__}: '
+                                f'{" ".join(str(exc).split())}); {_rebuild_hint(path, rebuild)}')
 
 
 def _rebuild_hint(path: str, rebuild: str) -> str:
@@ -333,18 +391,25 @@ class LMDBStorage:
     many processes can share one database.
     """
 
-    def __init__(self, path: str, image_tmpl: str = '{:05d}.jpg', rebuild: str = ''):
+    def __init__(self, path: str, image_tmpl: str = '{:05d}.jpg', rebuild: str = '',
+                 max_pixels: int = MAX_PIXELS):
         """Opens and checks the database here (the main process, before workers start):
         FileNotFoundError if absent, DamagedDatabaseError (one line saying how to rebuild it,
         `rebuild` being the build command) if cut short or unreadable."""
+        import lmdb
         check_lmdb_path(path)
         self.path = path
         self.image_tmpl = image_tmpl
+        self.max_pixels = max_pixels
+        self.rebuild = rebuild
         self._env = None
         self._pid = None
         check_lmdb_file(path, rebuild)
         try:
             verify_lmdb(self._open(), path, rebuild)
+        except lmdb.Error as exc:           # a damaged header: opening already fails
+            self.close()
+            raise _damaged(path, exc, rebuild) from None
         except DamagedDatabaseError:
             self.close()
             raise
@@ -396,10 +461,15 @@ class LMDBStorage:
             raise FrameReadError(f'{self.path}[{video_path}]: {exc}') from exc
 
     def missing(self, video_paths) -> list[str]:
-        """The video paths that have no record (cheap: key lookups only)."""
-        with self._open().begin(buffers=True) as txn:
-            cur = txn.cursor()
-            return [v for v in video_paths if not cur.set_key(lmdb_key(v))]
+        """The video paths that have no record (cheap: key lookups only); DamagedDatabaseError
+        if the database's pages do not read."""
+        import lmdb
+        try:
+            with self._open().begin(buffers=True) as txn:
+                cur = txn.cursor()
+                return [v for v in video_paths if not cur.set_key(lmdb_key(v))]
+        except lmdb.Error as exc:
+            raise _damaged(self.path, exc, self.rebuild) from None
 
     def describe(self) -> str:
         return f'LMDB database {self.path}'
@@ -415,7 +485,7 @@ class LMDBStorage:
             if name not in record:
                 raise FrameReadError(f'{where}: frame not in the record')
         return decode_images([record[n] for n in names], wheres, gray,
-                             f'{self.path}[{video_path}]')
+                             f'{self.path}[{video_path}]', self.max_pixels)
 
 
 # ----------------------------------------------------------------------------- one factory
@@ -430,19 +500,20 @@ def lmdb_path(datadir: str, split: str) -> str:
 
 
 def open_storage(kind: str, root: str, split: str, image_tmpl: str = '{:05d}.jpg',
-                 short_side: int = 0) -> Storage:
+                 short_side: int = 0, max_pixels: int = MAX_PIXELS) -> Storage:
     """The storage of `kind` (STORAGE_KINDS) for a split's videos under `root` (--datadir):
     'folders': FolderStorage(root, image_tmpl); 'lmdb': LMDBStorage of lmdb_path(root, split)
     (opened and checked here: FileNotFoundError if absent, DamagedDatabaseError if cut short);
     'video': utils.video_reader.VideoStorage(root, short_side). ValueError for another kind.
-    `short_side` is for 'video' only, `image_tmpl` for the frame storages."""
+    `short_side` is for 'video' only, `image_tmpl` for the frame storages; `max_pixels` is the
+    largest frame any of them decodes (a bigger one is an unreadable frame: TooLargeError)."""
     if kind == 'folders':
-        return FolderStorage(root, image_tmpl)
+        return FolderStorage(root, image_tmpl, max_pixels)
     if kind == 'lmdb':
-        return LMDBStorage(lmdb_path(root, split), image_tmpl)
+        return LMDBStorage(lmdb_path(root, split), image_tmpl, max_pixels=max_pixels)
     if kind == 'video':
         from utils.video_reader import VideoStorage      # it imports this module
-        return VideoStorage(root, short_side)
+        return VideoStorage(root, short_side, max_pixels)
     raise ValueError(f'unknown storage {kind!r}; known: {", ".join(STORAGE_KINDS)}')
 
 

@@ -182,7 +182,7 @@ def open_checked_storage(data: DataConfig, split: str, records: list[VideoRecord
     """The storage --storage names for a split, checked to hold the list's videos (an error
     naming it if it holds none, a warning if some are missing) before training starts."""
     storage = open_storage(data.storage, data.datadir, split, data.dataset_config['image_tmpl'],
-                           data.video_short_side)
+                           data.video_short_side, data.max_pixels)
     check_found(storage, split, [r.path for r in records],
                 missing_hint(data.storage, data.datadir, split))
     return storage

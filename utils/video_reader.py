@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from utils.errors import FrameReadError, VideoMissingError
+from utils.pixel_limit import MAX_PIXELS, check_pixels
 
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv',
                     '.3gp', '.ogv', '.wmv')
@@ -87,9 +88,10 @@ class VideoStorage:
     reads, so the object pickles to DataLoader workers. Counters `seeks`, `fallbacks` and
     `decoded` (frames) say how reads went in this process."""
 
-    def __init__(self, root: str, short_side: int = 0):
+    def __init__(self, root: str, short_side: int = 0, max_pixels: int = MAX_PIXELS):
         self.root = root
         self.short_side = short_side
+        self.max_pixels = max_pixels         # a larger frame is unreadable (TooLargeError)
         self.seeks = self.fallbacks = self.decoded = 0
         self._resolved = {}            # video_path -> file, per process
 
@@ -185,6 +187,8 @@ class VideoStorage:
             if not container.streams.video:
                 raise FrameReadError(f'{path}: no video stream')
             stream = container.streams.video[0]
+            check_pixels(stream.codec_context.width, stream.codec_context.height,
+                         self.max_pixels, path)       # before a frame is allocated
             # One decoding thread: the DataLoader workers already decode videos in parallel
             # (tools/benchmark.py data --storage video, 2 cores, -j 2: 52 clips/s, 48 with
             # PyAV's default threading).
