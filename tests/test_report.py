@@ -172,3 +172,56 @@ def test_plot_confusion_many_classes(tmp_path):
     plt.close(fig)
     assert_png(str(tmp_path / 'c.png'), 1000)
     assert len(confusion.format_confused_pairs(cm, [str(c) for c in range(174)]).splitlines()) == 21
+
+
+# ----------------------------------------------------------------------------- a hand-made run
+
+def write_run(folder, val_top1, val_top5, classes=CLASS_NAMES[:4]):
+    """A run folder as train.py writes it, of epochs with these val top-1/top-5 (and known
+    speeds and times), without training."""
+    folder.mkdir()
+    (folder / 'run.json').write_text(json.dumps(dict(
+        name='a-run', arch='resnet18-TAM', frames=4, params=2.5e6, conv_gmacs=0.75,
+        classes=list(classes))))
+    (folder / 'metrics.jsonl').write_text(''.join(json.dumps(dict(
+        epoch=e + 1, lr=0.01, train_loss=2.0 - 0.1 * e, train_top1=10.0, train_top5=50.0,
+        train_clips_per_s=10.0 * (e + 1), train_data_time=0.01, val_loss=1.0, val_top1=t1,
+        val_top5=t5, best_top1=max(val_top1[:e + 1]), epoch_seconds=60.0 + e,
+        run_seconds=0.0)) + '\n' for e, (t1, t5) in enumerate(zip(val_top1, val_top5))))
+    return str(folder)
+
+
+def test_report_takes_val_top5_from_the_best_epoch_not_the_last(tmp_path):
+    folder = write_run(tmp_path / 'run', val_top1=[20.0, 60.0, 40.0, 60.0],
+                       val_top5=[50.0, 80.0, 95.0, 99.0])
+    row = report.read_run(folder)['row']
+    # best val top-1 first reached at epoch 2; its top-5, not the last epoch's nor the best
+    assert (row['val_top1'], row['val_top5'], row['best_epoch']) == (60.0, 80.0, 2)
+    assert row['epochs'] == 4 and row['wall_s'] == pytest.approx(60 + 61 + 62 + 63)
+    assert row['clips_per_s'] == pytest.approx(25.0)
+    assert row['params_m'] == pytest.approx(2.5) and row['gflops'] == pytest.approx(1.5)
+    assert row['test_top1'] is None and row['within_pair'] is None
+
+
+def test_report_test_columns_come_from_the_newest_result_and_its_scores(tmp_path):
+    folder = write_run(tmp_path / 'run', [10.0, 30.0], [40.0, 70.0])
+    older = os.path.join(folder, 'val_1clips_1crops_result.json')
+    with open(older, 'w') as f:
+        json.dump(dict(top1=99.0, count=4, num_clips=1, num_crops=1), f)
+    os.utime(older, (1e9, 1e9))
+    tag = 'test_2clips_3crops'
+    with open(os.path.join(folder, f'{tag}_result.json'), 'w') as f:
+        json.dump(dict(top1=75.0, count=4, num_clips=2, num_crops=3), f)
+    # Both classes of both pairs (0, 1) and (2, 3): right, right, wrong, right; and an
+    # unlabelled video (-1), left out.
+    scores = np.array([[2., 1, 0, 0], [1., 2, 0, 0], [0., 0, 1, 2], [0., 0, 1, 3], [5., 0, 0, 0]])
+    labels = [0, 1, 2, 3, -1]
+    np.save(os.path.join(folder, f'{tag}_scores.npy'), scores)
+    with open(os.path.join(folder, f'{tag}_predictions.csv'), 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['video', 'label', 'top1'])
+        w.writerows([f'v{k}', y, 0] for k, y in enumerate(labels))
+    row = report.read_run(folder)['row']
+    assert (row['test_top1'], row['test_views']) == (75.0, '2x3')
+    assert row['within_pair'] == pytest.approx(75.0)
+    assert report.formatted(row)['test_top1'] == '75.00 (2x3)'

@@ -4,9 +4,10 @@
 Reads any file that ``--pretrained`` reads (this project's checkpoints, the original study's
 release, torchvision's video ResNets, safetensors), maps it onto this project's model and writes
 that model's state_dict with the options in the file's metadata (``args``, ``arch``, and the
-``epoch``/``best_top1`` of a training checkpoint). ``test.py --pretrained OUT.safetensors``
-then needs no other file. The model options come from the checkpoint when it holds them (this
-project's checkpoints do) and from the command line otherwise, which also overrides them:
+``epoch``/``best_top1``/``classes`` of a training checkpoint). ``test.py --pretrained
+OUT.safetensors`` then needs no other file, and tools/predict.py names the classes. The model
+options come from the checkpoint when it holds them (this project's checkpoints do) and from
+the command line otherwise, which also overrides them:
 
     python3 tools/export_weights.py logs/RUN/model_best.pth.tar model.safetensors
     python3 tools/export_weights.py i3d_resnet50_release.pth.tar i3d.safetensors \\
@@ -69,7 +70,7 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     meta = {'arch': arch, 'args': json.dumps(cfg.options, default=str),
             'source': os.path.basename(checkpoint)}
     if isinstance(content, dict):
-        for key in ('epoch', 'best_top1'):
+        for key in ('epoch', 'best_top1', 'classes'):
             if key in content:
                 value = content[key]
                 meta[key] = json.dumps(value.item() if hasattr(value, 'item') else value)
