@@ -77,7 +77,7 @@ NAME = re.compile(
     r'(?P<backbone>inception-v1|resnet|s3d-resnet|i3d-resnet|s3d|i3d)(?:-(?P<depth>\d+))?'
     r'(?:-(?P<tpool>tp|ts)(?:-(?P<pooling>max|avg))?)?'
     r'-f(?P<frames>\d+)-(?P<schedule>cosine|multisteps)(?P<syncbn>-syncbn)?'
-    r'-bs(?P<batch>\d+)-e(?P<epochs>\d+)(?P<stopped>\*?)$')
+    r'-bs(?P<batch>\d+)-e(?P<epochs>\d+)\*?$')
 EARLIER_I3D = 'earlier_i3d'          # the flops_counted_with value, see the module docstring
 
 
@@ -133,11 +133,13 @@ def parse_name(name: str) -> Recipe:
     m = NAME.match(name)
     if m is None:
         raise ValueError(f'{name!r} is not a benchmark recipe name')
+    from models import family
     g = m.groupdict()
     backbone = BACKBONES[g['backbone']]
-    if (g['depth'] is None) != (backbone in ('inception_v1', 's3d', 'i3d')):
+    fam = family(backbone)
+    if (g['depth'] is None) == fam.reads('depth'):
         raise ValueError(f'{name!r}: {g["backbone"]} takes {"no" if g["depth"] else "a"} depth')
-    two_d = backbone in ('resnet', 'inception_v1')
+    two_d = fam.is_2d
     if g['blending_frames'] and not two_d:
         raise ValueError(f'{name!r}: TAM is a module of the 2D families')
     return Recipe(
@@ -599,7 +601,8 @@ def model_title(recipe: Recipe) -> str:
 # ----------------------------------------------------------------------------- command line
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from opts import OptionParser            # its mistakes are one line, as every entrypoint's
+    p = OptionParser(
         description='The original study\'s released models and mini-dataset benchmark: the '
                     'commands that train and evaluate each here, with its published numbers.')
     p.add_argument('names', nargs='*', metavar='NAME',
@@ -621,14 +624,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def print_commands(zoo: Zoo, name: str, where: Where) -> None:
+    """The commands of one name, with its published numbers as comments."""
     item = zoo.lookup(name)
     if isinstance(item, Released):
         print(f'# {item.name} ({item.dataset}): top-1 {item.top1} published by the original '
               f'study, not re-measured here; file {RELEASE_URL}{item.file}')
         print(shell(zoo.released_command(item, where)))
         return
-    rows = [r for r in zoo.rows if r.recipe == item]
-    row = rows[0]
+    train, test = zoo.train_command(item, where), zoo.test_command(item, where)
+    row = next(r for r in zoo.rows if r.recipe == item)
     others = [n for n in zoo.aliases(item) if n != row.name]
     prev = zoo.previous(item)
     print(f'# {row.name}' + (f' (also published as {", ".join(others)})' if others else ''))
@@ -638,9 +642,9 @@ def print_commands(zoo: Zoo, name: str, where: Where) -> None:
           f'{row.top5}, FLOPs {row.flops:,}, params {row.params:,}, {epochs}')
     print(f'# train ({where.gpus} GPUs, -b {item.batch} in all; starts from '
           + ('ImageNet)' if prev is None else f'the {prev.frames}-frame run\'s best checkpoint)'))
-    print(shell(zoo.train_command(item, where)))
+    print(shell(train))
     print('# evaluate')
-    print(shell(zoo.test_command(item, where)))
+    print(shell(test))
 
 
 def main(argv=None) -> int:
@@ -670,11 +674,11 @@ def main(argv=None) -> int:
             if not c.ok or c.row.flops_counted_with:
                 print(c.line())
         bad = [c for c in results if not c.ok]
-        earlier = sum(c.ok and bool(c.row.flops_counted_with) for c in results)
+        ours = sum(c.flops == c.row.flops and not c.row.flops_counted_with for c in results)
+        earlier = sum(c.earlier_flops == c.row.flops != c.flops for c in results)
         print(f'{len(results) - len(bad)} of {len(results)} rows as published: params equal in '
               f'{sum(c.params == c.row.params for c in results)}, FLOPs equal to this '
-              f'toolkit\'s model in {sum(c.ok for c in results) - earlier} and to the earlier '
-              f'I3D (see above) in {earlier}')
+              f'toolkit\'s model in {ours} and to the earlier I3D (see above) in {earlier}')
         if bad:
             raise UserError(f'{len(bad)} rows differ from the published table (FAIL above)')
     elif args.names:
