@@ -506,7 +506,8 @@ SHAPING_OPTIONS = ('backbone_net', 'depth', 'temporal_module_name', 'blending_fr
                    'blending_method', 'no_dw_conv', 'shift_div', 'dw_t_conv', 'without_t_stride',
                    'pooling_method', 'groups', 'frames_per_group', 'dense_sampling', 'modality',
                    'flow_length')
-FOLLOWED_OPTIONS = ('dataset', 'datadir', 'input_size', 'disable_scaleup', 'mean', 'std')
+FOLLOWED_OPTIONS = ('dataset', 'datadir', 'input_size', 'disable_scaleup', 'mean', 'std',
+                    'dropout')
 MAX_CLASSES = 100_000          # more than any dataset's classes (ImageNet-21k: 21,841)
 
 

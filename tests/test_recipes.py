@@ -143,7 +143,9 @@ def test_every_command_parses_and_says_what_the_name_says(zoo, tmp_path):
             values = {**dataclasses.asdict(data), **dataclasses.asdict(model),
                       **dataclasses.asdict(optim)}
             assert {k: values[k] for k in ORIGINAL_DEFAULTS} == ORIGINAL_DEFAULTS, name
-            assert cfg.data.datadir == where.data(recipe.dataset) and cfg.run.logdir == where.logdir
+            assert cfg.data.datadir == where.data(recipe.dataset)
+            if argv[0] != 'test.py':         # (test.py writes beside the checkpoint)
+                assert cfg.run.logdir == where.logdir
         train, test = commands
         cfg, _, _ = parse_config(parse['train_dist.py'][0], train[1:], 'train_dist')
         optim = cfg.optim
@@ -455,12 +457,9 @@ def test_released_model_loads_at_32_frames_and_evaluates(zoo, name, tmp_path, de
                pretrained_of(argv))
     result = test_entry.main(argv[1:] + ['--input_size', '16'])
     assert result['count'] == 1 and result['bad'] == 0
-    runs = os.listdir(where.logdir)
-    sampling = 'dense' if model.dataset == 'kinetics400' else 'uniform'
-    assert runs == [f'{model.dataset}-rgb-{zoo.arch(cfg.model)}-{sampling}-f32']
-    assert '-nots-' in runs[0]                                          # no temporal pooling
-    folder = os.path.join(where.logdir, runs[0])
-    log = open(os.path.join(folder, 'log.txt')).read()
+    assert '-nots' in zoo.arch(cfg.model)                                # no temporal pooling
+    folder = where.weights                                # test.py writes beside the checkpoint
+    log = open(os.path.join(folder, 'test_log.txt')).read()
     assert f'loaded {len(state)} tensors from {pretrained_of(argv)}' in log
     views = 30 if model.dataset == 'kinetics400' else 6
     tag = f'val_{views // 3}clips_3crops'

@@ -29,8 +29,9 @@ from safetensors.torch import save  # noqa: E402
 
 from models import load_pretrained  # noqa: E402
 from models.checkpoint_file import load_file  # noqa: E402
-from opts import (MAX_CLASSES, arg_parser, checkpoint_conflicts, parse_config,  # noqa: E402
-                  stored_classes, stored_options, with_checkpoint_options)
+from opts import (FOLLOWED_OPTIONS, MAX_CLASSES, SHAPING_OPTIONS, arg_parser,  # noqa: E402
+                  checkpoint_conflicts, parse_config, stored_classes, stored_options,
+                  with_checkpoint_options)
 from utils.config import Config  # noqa: E402
 from utils.files import atomic_write  # noqa: E402
 from utils.dataset_config import DATASET_CONFIG  # noqa: E402
@@ -67,7 +68,12 @@ def export(checkpoint: str, out: str, argv: list[str], num_classes: int | None =
     cfg = model_options(content, argv, num_classes, checkpoint)
     model, arch = build(cfg)
     report = load_pretrained(model, checkpoint, trust=trust, new_classifier=False)
-    meta = {'arch': arch, 'args': json.dumps(cfg.options, default=str),
+    # The file's own options stay (the training recipe: lr, epochs, ...), with the model's as
+    # built here (the command line may have given those the file lacked).
+    model_keys = (*SHAPING_OPTIONS, *FOLLOWED_OPTIONS, 'num_classes')
+    options = {**stored_options(content),
+               **{k: v for k, v in cfg.options.items() if k in model_keys}}
+    meta = {'arch': arch, 'args': json.dumps(options, default=str),
             'source': os.path.basename(checkpoint)}
     if isinstance(content, dict):
         for key in ('epoch', 'best_top1', 'classes'):

@@ -263,14 +263,13 @@ class Zoo:
         return (['test.py', '--dataset', recipe.dataset, '--datadir', where.data(recipe.dataset)]
                 + model_options(recipe)
                 + ['--pretrained', self.checkpoint(recipe, where), '--eval_split', 'val',
-                   '--num_clips', '1', '--num_crops', '1', '-j', str(where.workers),
-                   '--logdir', where.logdir])
+                   '--num_clips', '1', '--num_crops', '1', '-j', str(where.workers)])
 
     def released_command(self, model: Released, where: Where) -> list[str]:
         """test.py evaluating a released file as the original's README does."""
         return (['test.py', '--dataset', model.dataset, '--datadir', where.data(model.dataset)]
                 + list(model.options)
-                + ['--eval_split', 'val', '-j', str(where.workers), '--logdir', where.logdir,
+                + ['--eval_split', 'val', '-j', str(where.workers),
                    '--pretrained', os.path.join(where.weights, model.file)])
 
     def checkpoint(self, recipe: Recipe, where: Where) -> str:
