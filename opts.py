@@ -159,6 +159,9 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
                    help='file of videos to leave out of every split: the bad-entries file of '
                         'tools/check_dataset.py (a list line, a tab, the reason), a list file, '
                         'or one video path a line')
+    d.add_argument('--allow_outside_root', action='store_true',
+                   help='let list files name videos outside --datadir (absolute paths, or .. '
+                        'above it); without it such a line is an error naming it')
     d.add_argument('-j', '--workers', default=D['workers'], type=int,
                    help=('data loading processes per node, split among its processes'
                          if distributed else 'data loading processes')

@@ -28,6 +28,7 @@ import concurrent.futures
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 
@@ -38,7 +39,7 @@ if ROOT not in sys.path:
 from tqdm import tqdm  # noqa: E402
 
 from utils.dataset_config import get_dataset_config, list_name  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import UserError, disk_full, run_main  # noqa: E402
 from utils.list_file import format_note, labels_required, write_report  # noqa: E402
 from utils.list_file import read_list as _read_list  # noqa: E402
 from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY,  # noqa: E402
@@ -49,9 +50,12 @@ from utils.storage import (IMAGE_EXTENSIONS, LMDB_VERSION, META_KEY,  # noqa: E4
 GIB = 1 << 30
 
 
-def read_list(list_file: str, sep: str = ' ', labelled: bool | None = None) -> list:
-    """[(path, start, end)] of a list file (utils/list_file.py; labels ignored)."""
-    return [(r.path, r.start, r.end) for r in _read_list(list_file, sep, labelled=labelled)]
+def read_list(list_file: str, sep: str = ' ', labelled: bool | None = None,
+              root: str | None = None) -> list:
+    """[(path, start, end)] of a list file (utils/list_file.py; labels ignored); with `root`,
+    a path that leaves it is an error naming the line."""
+    return [(r.path, r.start, r.end) for r in _read_list(list_file, sep, labelled=labelled,
+                                                         root=root)]
 
 
 def pack_video(task):
@@ -81,8 +85,11 @@ def pack_video(task):
     return path, encode_video_record(names, blobs), None
 
 
-def _put_batch(env, batch: list) -> None:
-    """Write [(key bytes, value)] in one transaction, growing the map when it is full."""
+def _put_batch(env, batch: list, db_path: str = '') -> None:
+    """Write [(key bytes, value)] in one transaction, growing the map when it is full. A
+    commit that fails on a full disk is one line saying so (LMDB reports it as ENOSPC, or on
+    some file systems as an I/O error: the free space decides); the records committed before
+    stay, so the same command resumes."""
     import lmdb
     while True:
         try:
@@ -93,6 +100,13 @@ def _put_batch(env, batch: list) -> None:
         except lmdb.MapFullError:
             size = env.info()['map_size']
             env.set_mapsize(size * 2)
+        except lmdb.Error as exc:
+            need = sum(len(v) for _, v in batch) + (16 << 20)
+            if 'No space left' in str(exc) or shutil.disk_usage(db_path or '.').free < need:
+                raise disk_full(db_path, 'the records written before are kept; free some space '
+                                         'and run the same command again: it resumes') from None
+            raise UserError(f'{db_path}: cannot write the database ({exc}); check the disk, '
+                            f'or delete the database and build it again') from None
 
 
 def _verify_batch(env, batch: list, decode: bool) -> list:
@@ -116,10 +130,11 @@ def _verify_batch(env, batch: list, decode: bool) -> list:
 def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05d}.jpg',
                 workers: int = 1, map_size_gb: float = 1.0, commit_every: int = 256,
                 overwrite: bool = False, verify_decode: bool = False, sep: str = ' ',
-                quiet: bool = False, labelled: bool | None = None, rebuild: str = '') -> dict:
+                quiet: bool = False, labelled: bool | None = None, rebuild: str = '',
+                allow_outside_root: bool = False) -> dict:
     """Pack the videos of one list into `db_path`; returns counts (written, skipped, failed).
     An existing database is checked first (DamagedDatabaseError naming it if cut short)."""
-    items = read_list(list_file, sep, labelled)
+    items = read_list(list_file, sep, labelled, None if allow_outside_root else f'--root {root}')
     if os.path.isfile(os.path.join(db_path, 'data.mdb')):
         check_lmdb_file(db_path, rebuild)          # before py-lmdb maps a file cut short
     try:
@@ -155,7 +170,7 @@ def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05
         nonlocal batch, batch_bytes, batch_paths
         if not batch:
             return
-        _put_batch(env, batch)
+        _put_batch(env, batch, db_path)
         for k, reason in _verify_batch(env, batch, verify_decode):
             errors.append((batch_paths[k], reason))
             with env.begin(write=True) as txn:
@@ -187,7 +202,7 @@ def build_split(root: str, list_file: str, db_path: str, image_tmpl: str = '{:05
             pool.shutdown()
     meta = dict(format='video-frames', version=LMDB_VERSION, list_file=os.path.abspath(list_file),
                 root=os.path.abspath(root), image_tmpl=image_tmpl, built=time.strftime('%F %T'))
-    _put_batch(env, [(META_KEY, json.dumps(meta).encode())])
+    _put_batch(env, [(META_KEY, json.dumps(meta).encode())], db_path)
     with env.begin() as txn:
         stats['records'] = txn.stat()['entries'] - 1
     env.sync()
@@ -230,6 +245,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--overwrite', action='store_true', help='rewrite records already present')
     p.add_argument('--verify_decode', action='store_true',
                    help='also decode every frame when verifying (slower)')
+    p.add_argument('--allow_outside_root', action='store_true',
+                   help='pack listed videos outside --root too (absolute paths, or .. above it)')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -255,7 +272,8 @@ def main(argv=None) -> int:
                          (['--dataset', args.dataset] if args.dataset else []))
         s = build_split(args.root, list_file, db, args.image_tmpl, args.workers,
                         args.map_size_gb, args.commit_every, args.overwrite, args.verify_decode,
-                        sep, args.quiet, labels_required(split), again)
+                        sep, args.quiet, labels_required(split), again,
+                        args.allow_outside_root)
         print(f'{split}: {db}: {s["listed"]} listed, {s["written"]} written, {s["skipped"]} '
               f'already present, {s["failed"]} failed, {s["records"]} records in the database')
         if s['errors_file']:
@@ -265,4 +283,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(lambda: sys.exit(main()), trains=False)

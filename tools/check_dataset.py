@@ -97,10 +97,13 @@ def _storage(db, tmpl, rebuild=''):
 
 def check_split(list_file: str, root: str, db: str | None = None, tmpl: str = '{:05d}.jpg',
                 sep: str = ' ', workers: int = 1, decode: bool = True, bad_file: str | None = None,
-                quiet: bool = False, labelled: bool | None = None, rebuild: str = '') -> dict:
+                quiet: bool = False, labelled: bool | None = None, rebuild: str = '',
+                allow_outside_root: bool = False) -> dict:
     """Check one list; write the bad entries to bad_file; return {kind: count, 'videos': n,
-    'records': the list's records, 'bad_entries': [(record, kind, reason)]}."""
-    records = read_list(list_file, sep, labelled=labelled)
+    'records': the list's records, 'bad_entries': [(record, kind, reason)]}. A listed path
+    that leaves `root` is an error naming its line unless `allow_outside_root`."""
+    records = read_list(list_file, sep, labelled=labelled,
+                        root=None if allow_outside_root else f'--root {root}')
     if db:
         try:
             check_lmdb_path(db)
@@ -155,6 +158,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--bad', default=None, help='bad-entries file (default <list>.bad.txt)')
     p.add_argument('--write_clean', action='store_true',
                    help='also write <list>.clean.txt without the bad entries')
+    p.add_argument('--allow_outside_root', action='store_true',
+                   help='accept listed paths outside --root (absolute, or .. above it)')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -173,7 +178,7 @@ def main(argv=None) -> int:
                                                   a.root, '--split', split] +
                          (['--dataset', a.dataset] if a.dataset else []))
         s = check_split(list_file, a.root, db, a.image_tmpl, sep, a.workers, not a.no_decode,
-                        a.bad, a.quiet, labels_required(split), again)
+                        a.bad, a.quiet, labels_required(split), again, a.allow_outside_root)
         where = db or a.root
         summary = ', '.join(f'{s[k]} {k}' for k in KINDS)
         print(f'{split}: {s["videos"]} videos checked against {where}: {s["bad"]} bad ({summary})')

@@ -29,6 +29,7 @@ Usage:
 import argparse
 import concurrent.futures
 import os
+import re
 import shutil
 import sys
 import time
@@ -39,6 +40,7 @@ if ROOT not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
+from utils.errors import is_disk_full, run_main  # noqa: E402
 from utils.list_file import format_note, read_paths, write_report  # noqa: E402
 from utils.video_reader import VIDEO_EXTENSIONS, resized_size  # noqa: E402,F401
 
@@ -64,11 +66,28 @@ def find_videos(root: str, extensions=VIDEO_EXTENSIONS) -> list:
 
 
 def frame_folder(out: str, rel_video: str) -> str:
-    return os.path.join(out, os.path.splitext(rel_video)[0])
+    """Where a video's frames go: under `out` always, at its path without the extension (a
+    video outside --videos, allowed by --allow_outside_root, loses its leading / and ..)."""
+    parts = [p for p in os.path.normpath(os.path.splitext(rel_video)[0]).split(os.sep)
+             if p not in ('', os.curdir, os.pardir)]
+    return os.path.join(out, *parts)
 
 
 def is_done(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, DONE))
+
+
+def is_own(folder: str, tmpl: str) -> bool:
+    """Whether `folder` holds nothing but what this tool writes (frames named as `tmpl`, its
+    .done marker): only such a folder is ever deleted or replaced, so a list entry can never
+    make it remove a user's folder."""
+    frame = re.compile(re.sub(r'\\\{[^}]*\\\}', r'\\d+', re.escape(tmpl)) + r'\Z')
+    try:
+        return all(name == DONE or (frame.match(name) and os.path.isfile(
+            os.path.join(folder, name)) and not os.path.islink(os.path.join(folder, name)))
+                   for name in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def done_count(folder: str) -> int | None:
@@ -100,6 +119,12 @@ def extract_video(task) -> tuple:
     import av
     from PIL import Image
     part = folder.rstrip('/') + '.part'
+    for mine in (part, folder):
+        if os.path.lexists(mine) and not (os.path.isdir(mine) and not os.path.islink(mine)
+                                          and is_own(mine, tmpl)):
+            return video_path, 'fail', 0, (f'{mine} exists and holds other files than '
+                                           f'extracted frames: it is left as it is; move it '
+                                           f'away to extract this video')
     shutil.rmtree(part, ignore_errors=True)
     os.makedirs(part)
     count, problem, header_frames = 0, None, 0
@@ -119,7 +144,7 @@ def extract_video(task) -> tuple:
                     count += 1
                     img.save(os.path.join(part, tmpl.format(count)), quality=quality)
             except (av.FFmpegError, ValueError, OSError) as exc:
-                if count == 0:
+                if count == 0 or is_disk_full(exc):
                     raise
                 problem = f'truncated: decoding stopped after {count} frames: {exc}'
             if problem is None and ended_early(count, header_frames):
@@ -127,6 +152,8 @@ def extract_video(task) -> tuple:
                            f'header gives (a file cut short?)')
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the run goes on
         shutil.rmtree(part, ignore_errors=True)
+        if is_disk_full(exc):
+            raise                            # not this video's fault: every next one fails too
         return video_path, 'fail', 0, f'{type(exc).__name__}: {exc}'
     if count == 0:
         shutil.rmtree(part, ignore_errors=True)
@@ -193,6 +220,9 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--report', default=None,
                    help='report of failed videos (default <out>/extract_report.txt)')
     p.add_argument('--overwrite', action='store_true', help='re-extract completed videos')
+    p.add_argument('--allow_outside_root', action='store_true',
+                   help='let --video_list name videos outside --videos (absolute, or .. above '
+                        'it); their frames still go under --out')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -203,7 +233,8 @@ def main(argv=None) -> int:
         raise SystemExit(f'error: video folder not found: {args.videos}')
     videos = None
     if args.video_list:
-        videos = read_paths(args.video_list)
+        videos = read_paths(args.video_list, root=None if args.allow_outside_root
+                            else f'--videos {args.videos}')
     s = extract_all(args.videos, args.out, args.short_side, args.quality, args.workers,
                     args.report, args.image_tmpl, args.overwrite, videos, args.quiet)
     print(f'{s["videos"]} videos: {s["ok"]} extracted, {s["skip"]} already done, '
@@ -212,4 +243,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(lambda: sys.exit(main()), trains=False)

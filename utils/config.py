@@ -56,6 +56,7 @@ class DataConfig:
     storage: str = 'folders'
     video_short_side: int = 0
     exclude_list: str | None = None
+    allow_outside_root: bool = False     # list paths may leave --datadir (absolute, ..)
     workers: int = 2
     max_bad_ratio: float = 0.01
     max_pixels: int = MAX_PIXELS         # the largest frame decoded (utils/pixel_limit.py)

@@ -559,7 +559,12 @@ def fit(cfg: Config, runtime: Runtime, notes=()) -> dict:
     model, arch = build(cfg)
     name = run_name(cfg, arch)
     folder, lock, folder_notes = claim_run_folder(run, name, runtime)
-    log = RunLog(folder, enabled=runtime.is_main, lock=lock)
+    try:
+        log = RunLog(folder, enabled=runtime.is_main, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         return train_in_folder(cfg, runtime, model, arch, folder, log, [*notes, *folder_notes])
     except BaseException:

@@ -89,10 +89,27 @@ def _sep_hint(line: str, sep: str) -> str | None:
     return None
 
 
+def outside_root(path: str) -> bool:
+    """Whether a listed path leaves the folder it is relative to: an absolute path, or one
+    whose `..` climb above it (`a/../../b`). Lists name videos under their root (--datadir,
+    --videos, --root); a path outside it would read, or for tools/extract_frames.py write and
+    replace, another folder."""
+    if os.path.isabs(path):
+        return True
+    norm = os.path.normpath(path)
+    return norm == os.pardir or norm.startswith(os.pardir + os.sep)
+
+
+OUTSIDE_HINT = ('list paths relative to {root}, or pass --allow_outside_root to read videos '
+                'outside it on purpose')
+
+
 def read_list(list_file: str, sep: str = ' ', num_classes: int | None = None,
-              labelled: bool | None = None) -> list[VideoRecord]:
+              labelled: bool | None = None, root: str | None = None) -> list[VideoRecord]:
     """The videos of a list file (see the module docstring for the format and how labelled is
-    decided when None). ListFileError naming the file and line of the first bad line."""
+    decided when None). ListFileError naming the file and line of the first bad line; with
+    `root` (the folder the paths are relative to), also of the first path that leaves it
+    (outside_root)."""
     if not os.path.isfile(list_file):
         raise ListFileError(f'list file not found: {list_file}; write it with '
                             f'tools/annotations.py or check --datadir and --dataset')
@@ -125,6 +142,9 @@ def read_list(list_file: str, sep: str = ' ', num_classes: int | None = None,
         if '\t' in path:
             raise bad('a tab in the path', f'separate the fields by {sep!r}; a listed name '
                                            f'cannot hold a tab (rename the video)')
+        if root is not None and outside_root(path):
+            raise bad(f'the path {path!r} leaves {root} (absolute, or .. above it)',
+                      OUTSIDE_HINT.format(root=root))
         start, end = numbers[:2]
         label = numbers[2] if labelled else NO_LABEL
         if start < 0 or end < start:
@@ -229,22 +249,32 @@ def write_report(path: str, lines: list, header: str | None = None) -> None:
 
 
 def _entries(path: str, what: str):
-    """(entry, is_comment) of each non-blank line of a path report: the entry is the part before
-    the first tab; a line starting with # and holding no tab (no note) may be a comment."""
+    """(line number, entry, is_comment) of each non-blank line of a path report: the entry is
+    the part before the first tab; a line starting with # and holding no tab (no note) may be a
+    comment."""
     if not os.path.isfile(path):
         raise ListFileError(f'{what} not found: {path}; check the path')
     with open(path, **_READ_ENCODING) as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             line = line.rstrip('\r\n')
             entry = line.partition('\t')[0]
             if entry.strip():
-                yield entry, entry.startswith('#') and '\t' not in line
+                yield lineno, entry, entry.startswith('#') and '\t' not in line
 
 
-def read_paths(path: str, what: str = 'video list') -> list[str]:
+def read_paths(path: str, what: str = 'video list', root: str | None = None) -> list[str]:
     """The paths of a report or of a file of one path a line (extract_frames.py --video_list),
-    each kept exactly; notes after a tab and comments (# lines without a note) are dropped."""
-    return [entry for entry, comment in _entries(path, what) if not comment]
+    each kept exactly; notes after a tab and comments (# lines without a note) are dropped.
+    With `root`, a path that leaves it (outside_root) is a ListFileError naming the line."""
+    out = []
+    for lineno, entry, comment in _entries(path, what):
+        if comment:
+            continue
+        if root is not None and outside_root(entry):
+            raise ListFileError(f'{path}:{lineno}: the entry {entry!r} leaves {root} (absolute, '
+                                f'or .. above it); {OUTSIDE_HINT.format(root=root)}')
+        out.append(entry)
+    return out
 
 
 def read_exclusions(path: str, sep: str = ' ') -> list[frozenset]:
@@ -253,7 +283,7 @@ def read_exclusions(path: str, sep: str = ' ') -> list[frozenset]:
     tools write), and the whole entry as a bare path. # lines that are not list lines and have
     no note are comments."""
     out = []
-    for entry, comment in _entries(path, 'exclusion list'):
+    for _, entry, comment in _entries(path, 'exclusion list'):
         text = entry.rstrip()
         fields = _split(text, sep, 3) or _split(text, sep, 2)
         if fields is None and comment:

@@ -52,10 +52,15 @@ class FolderLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f'{os.getpid()} {socket.gethostname()} {time.strftime("%F %T")}\n'.encode())
         self._fd = fd
         return True
+
+    def record_holder(self) -> None:
+        """Write this process into the held lock's file (who holds it, for holder()); only
+        once the run keeps the folder, so that a run that moves on leaves it unchanged."""
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f'{os.getpid()} {socket.gethostname()} {time.strftime("%F %T")}\n'
+                  .encode(), 0)
 
     def holder(self) -> str:
         """Who holds the lock, as its file says: 'pid N on HOST since TIME'."""
@@ -99,6 +104,7 @@ def claim(logdir: str, name: str, resumes_here) -> tuple[str, FolderLock, list[s
             n += 1
         notes.append(f'{base} holds an earlier run, which this run leaves as it is: it writes '
                      f'to {folder} (--resume auto would continue the earlier run)')
+    lock.record_holder()
     removed = remove_stale_temporaries(folder)
     if removed:
         notes.append(f'removed {len(removed)} temporary file{"s" * (len(removed) > 1)} of an '

@@ -265,7 +265,7 @@ def decode_video_record(value, wanted=None) -> dict:
         if found != expected:
             raise ValueError(f'not a version {version} video record (columns {found})')
         table.validate(full=True)
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:     # (pyarrow raises some as plain OSError)
         raise ValueError(f'not a video record, or a damaged one ({type(exc).__name__}: '
                          f'{exc})') from None
     names = table.column('name').to_pylist()

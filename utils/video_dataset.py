@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def parse_list_file(list_file: str, sep: str = ' ', num_classes: int | None = None,
-                    labelled: bool | None = None) -> list[VideoRecord]:
+                    labelled: bool | None = None, root: str | None = None) -> list[VideoRecord]:
     """The videos of a list file (format and errors: utils/list_file.py); ListFileError
-    naming the file and line of the first bad line."""
-    return read_list(list_file, sep, num_classes, labelled)
+    naming the file and line of the first bad line (with `root`: or of a path leaving it)."""
+    return read_list(list_file, sep, num_classes, labelled, root)
 
 
 def read_exclusion_list(path: str, sep: str = ' ') -> set[str]:
@@ -143,7 +143,8 @@ def build_dataset(data: DataConfig, split: str, train: bool, views: EvalConfig |
     None)."""
     cfg = data.dataset_config
     list_file = os.path.join(data.datadir, cfg[f'{split}_list'])
-    records = parse_list_file(list_file, cfg['sep'], data.num_classes, labels_required(split))
+    records = parse_list_file(list_file, cfg['sep'], data.num_classes, labels_required(split),
+                              None if data.allow_outside_root else f'--datadir {data.datadir}')
     if data.exclude_list:
         entries = read_exclusions(data.exclude_list, cfg['sep'])
         excluded = set().union(*entries)
