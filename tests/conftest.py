@@ -12,6 +12,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: takes more than ~10 s (deselect with -m "not slow")')
+
+
 def make_config(*argv, num_classes: int | None = None, entrypoint: str = 'train'):
     """The Config a command line gives (parsed, validated, frozen, as the entrypoints do), for
     `num_classes` classes when given."""

@@ -243,6 +243,78 @@ def test_port_in_use_batch_not_dividing_and_sync_bn_note(data, tmp_path):
     assert 'GLOBAL batch: clips per iteration summed over all processes' in help_text
 
 
+# ----------------------------------------------------------------------------- network choice
+# The decisions of utils.distributed's interface choice, in this process; tests/test_multinode.py
+# runs them across network namespaces.
+
+def test_master_of_names_the_host_of_each_rendezvous(monkeypatch):
+    from utils.distributed import master_of
+    assert master_of('tcp://node0:23456') == ('node0', '--dist-url tcp://node0:23456')
+    monkeypatch.setenv('MASTER_ADDR', 'head')
+    assert master_of('env://') == ('head', 'MASTER_ADDR=head')
+    assert master_of('file:///tmp/rendezvous') is None
+
+
+def test_route_prefers_a_network_address_and_refuses_loopback_across_nodes(monkeypatch):
+    from utils import distributed
+    from utils.errors import UserError
+    assert distributed.interface_of('127.0.0.1') == 'lo'
+    route = distributed.route_to_master('127.0.0.1', 'test')
+    assert (route.interface, route.address, route.loopback) == ('lo', '127.0.0.1', True)
+    # Debian's /etc/hosts: the master's own name on 127.0.1.1 above its network address.
+    answers = {'node0': ['127.0.1.1', '192.0.2.7']}
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, '', (ip, 0)) for ip in answers[host]])
+    sources = {'127.0.1.1': '127.0.0.1', '192.0.2.7': '192.0.2.7'}
+    monkeypatch.setattr(distributed, 'source_address', sources.__getitem__)
+    monkeypatch.setattr(distributed, 'interface_of',
+                        lambda a: 'lo' if a.startswith('127.') else 'eth1')
+    route = distributed.route_to_master('node0', 'test', nodes=2)
+    assert (route.interface, route.address, route.master_ip) == ('eth1', '192.0.2.7', '192.0.2.7')
+    # Only loopback: fine on one machine, an error across nodes.
+    answers['node0'] = ['127.0.1.1']
+    assert distributed.route_to_master('node0', 'test', nodes=1).interface == 'lo'
+    with pytest.raises(UserError, match=r'resolves on this node only to 127\.0\.1\.1, a loopback '
+                                        r'address.*--local-addr'):
+        distributed.route_to_master('node0', 'MASTER_ADDR=node0', nodes=2)
+
+
+def test_route_errors_name_the_master_and_what_was_tried(monkeypatch):
+    from utils import distributed
+    from utils.errors import UserError
+
+    def unknown(*a, **k):
+        raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', unknown)
+    with pytest.raises(UserError, match=r'cannot resolve the master nodeX \(--dist-url '
+                                        r'tcp://nodeX:1\): Name or service not known'):
+        distributed.route_to_master('nodeX', '--dist-url tcp://nodeX:1')
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, '', ('192.0.2.9', 0))])
+
+    def unreachable(ip):
+        raise OSError(101, 'Network is unreachable')
+    monkeypatch.setattr(distributed, 'source_address', unreachable)
+    with pytest.raises(UserError, match=r'no network interface of this node reaches the master '
+                                        r'nodeX \(test; tried 192\.0\.2\.9: Network is unreachable'):
+        distributed.route_to_master('nodeX', 'test')
+
+
+def test_choice_sets_the_backend_variable_unless_the_user_did(monkeypatch):
+    from utils.distributed import _first_line, choose_interface
+    for var in ('GLOO_SOCKET_IFNAME', 'NCCL_SOCKET_IFNAME'):
+        monkeypatch.delenv(var, raising=False)
+    assert choose_interface('gloo', 'tcp://127.0.0.1:1', nodes=2) is None   # loopback: quiet
+    assert os.environ['GLOO_SOCKET_IFNAME'] == 'lo'
+    assert choose_interface('nccl', 'tcp://127.0.0.1:1') is None
+    assert os.environ['NCCL_SOCKET_IFNAME'] == '=lo'        # NCCL: '=' for the exact name
+    monkeypatch.setenv('GLOO_SOCKET_IFNAME', 'mine0')
+    assert choose_interface('gloo', 'tcp://127.0.0.1:1') is None
+    assert os.environ['GLOO_SOCKET_IFNAME'] == 'mine0'
+    assert _first_line(RuntimeError('[/src/gloo/transport/tcp/pair.cc:152] timed out '
+                                    'connecting\nmore')) == 'timed out connecting'
+
+
 # ----------------------------------------------------------------------------- equivalence script
 
 class FrozenBN(torch.nn.BatchNorm3d):
