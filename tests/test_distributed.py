@@ -313,6 +313,50 @@ def test_choice_sets_the_backend_variable_unless_the_user_did(monkeypatch):
     assert os.environ['GLOO_SOCKET_IFNAME'] == 'mine0'
     assert _first_line(RuntimeError('[/src/gloo/transport/tcp/pair.cc:152] timed out '
                                     'connecting\nmore')) == 'timed out connecting'
+    from utils.distributed import describe_addresses
+    assert describe_addresses({0: 'A', 1: 'B', 2: 'B', 3: 'C'}, most=2) == \
+        'rank 0: A; ranks 1, 2: B; 1 more'
+
+
+def test_ranks_of_a_torchrun_start_agree_on_its_key_space_despite_an_earlier_start(monkeypatch):
+    """utils.distributed.agree_on_start on a TCPStore that keeps an earlier start's keys, as
+    torchrun's agent store does: ranks 1 and 2 of the second start come before its rank 0 and
+    must not take the first start's token; the number says it is restart 1."""
+    import datetime
+    import threading
+    import torch.distributed as dist
+    from utils import runtime
+    from utils.distributed import agree_on_start
+    timeout = datetime.timedelta(seconds=20)
+    server = dist.TCPStore('127.0.0.1', 0, 1, is_master=True, timeout=timeout)
+    found = {}
+
+    def start(name, ranks, world_size=3):
+        def rank_of(r):
+            client = dist.TCPStore('127.0.0.1', server.port, 1, is_master=False,
+                                   timeout=timeout)
+            found[name, r] = agree_on_start(client, r, world_size, timeout)
+        threads = [threading.Thread(target=rank_of, args=(r,)) for r in ranks]
+        for t in threads:
+            t.start()
+        return threads
+
+    for t in start('first', range(3)):
+        t.join()
+    late = start('second', (1, 2))
+    time.sleep(1)                            # they see only the first start's token
+    for t in start('second', (0,)) + late:
+        t.join(timeout=30)
+    first = {found['first', r] for r in range(3)}
+    second = {found['second', r] for r in range(3)}
+    assert len(first) == len(second) == 1 and first != second
+    assert first.pop()[1] == 1 and second.pop()[1] == 2
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '0')   # this node's agent did not count
+    monkeypatch.setattr(runtime, '_torchrun_restarts', 1)
+    assert runtime.job_restart() == (1, 'torchrun')
+    monkeypatch.setattr(runtime, '_torchrun_restarts', 0)
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '2')   # the agreed number wins
+    assert runtime.job_restart() is None
 
 
 # ----------------------------------------------------------------------------- equivalence script

@@ -13,6 +13,8 @@ import socket
 import struct
 import sys
 import threading
+import time
+import uuid
 from urllib.parse import urlparse
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
 from utils.errors import UserError
-from utils.runtime import Runtime
+from utils.runtime import Runtime, set_torchrun_restarts
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -356,21 +358,62 @@ def _spawned(local_rank: int, worker, cfg, nproc: int, node_rank: int, world_siz
 def group_store(init_method: str, world_size: int, rank: int,
                 timeout: datetime.timedelta) -> dist.Store:
     """The store the processes meet at, once every process has reached it (the master's
-    TCPStore waits for them all), within `timeout`.
-
-    Each restart of a torchrun job gets its own key space: torchrun's workers share its
-    agent's store (TORCHELASTIC_USE_AGENT_STORE), which keeps across a restart the keys the
-    dead processes wrote, their gloo/NCCL addresses among them (torch 2.13): the restarted
-    ranks would read those and fail to connect ('Connection refused'). A prefix per restart
-    (TORCHELASTIC_RESTART_COUNT) keeps the rounds apart."""
+    TCPStore waits for them all), within `timeout`; under torchrun, this start's own part of
+    its agent's store (`agree_on_start`)."""
     env = os.environ
     if init_method == 'env://' and env.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
         store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']), world_size,
                               is_master=False, timeout=timeout)
-        return dist.PrefixStore(f'restart{env.get("TORCHELASTIC_RESTART_COUNT", "0")}', store)
+        token, number = agree_on_start(store, rank, world_size, timeout)
+        set_torchrun_restarts(number - 1)
+        return dist.PrefixStore(token, store)
     store, _, _ = next(dist.rendezvous(init_method, rank, world_size, timeout=timeout))
     store.set_timeout(timeout)
     return store
+
+
+def agree_on_start(store: dist.Store, rank: int, world_size: int,
+                   timeout: datetime.timedelta) -> tuple[str, int]:
+    """(token, number) of this start of a torchrun job, the same on every rank: the key space
+    of its process group in the agent's store, and 1 for the job's first start.
+
+    torchrun's workers share its agent's store (TORCHELASTIC_USE_AGENT_STORE), which keeps
+    across a restart the keys the dead processes wrote, their gloo/NCCL addresses among them
+    (torch 2.13): restarted ranks that read those fail to connect. TORCHELASTIC_RESTART_COUNT
+    cannot tell the starts apart: an agent counts only its own workers' failures, and under
+    the c10d rendezvous the other nodes' agents restart their healthy workers without
+    counting (seen: the nodes then waited in different key spaces, and one would not have
+    resumed). So rank 0 draws a token and numbers the start; another rank takes the token
+    only once rank 0 has echoed a nonce of the rank's own, which the token of an earlier
+    start, whose rank 0 is gone or past this point, never does."""
+    end = time.monotonic() + timeout.total_seconds()
+
+    def left() -> datetime.timedelta:
+        seconds = end - time.monotonic()
+        if seconds <= 0:
+            raise dist.DistStoreError('no rank 0 of this start answered')
+        return datetime.timedelta(seconds=seconds)
+
+    if rank == 0:
+        token = uuid.uuid4().hex
+        number = store.add('starts', 1)
+        store.set('start', f'{token} {number}')
+        for r in range(1, world_size):       # echo each rank's nonce
+            store.wait([f'{token}/ping/{r}'], left())
+            store.set(f'{token}/echo/{r}', store.get(f'{token}/ping/{r}'))
+        return token, number
+    token, nonce = None, uuid.uuid4().hex
+    while True:                              # polled: a store wait that times out logs
+        store.wait(['start'], left())
+        current, number = store.get('start').decode().split()
+        if current != token:                 # a rank 0 (maybe of an earlier start): ping it
+            token = current
+            store.set(f'{token}/ping/{rank}', nonce)
+        echo = f'{token}/echo/{rank}'
+        if store.check([echo]) and store.get(echo).decode() == nonce:
+            return token, int(number)
+        left()
+        time.sleep(0.2)                      # no echo yet, or an earlier start's
 
 
 def join_group(backend: str, init_method: str, world_size: int, rank: int,
