@@ -293,8 +293,9 @@ def add_launch_options(parser):
                    help='processes per node with --multiprocessing-distributed '
                         '(default: the number of GPUs; required on the CPU)')
     g.add_argument('--dist_timeout', default=300, type=int,
-                   help='seconds a process waits for the others (start-up and every '
-                        'collective) before stopping with an error')
+                   help='seconds a process waits for the others (at the master, for their '
+                        'connections, in every collective, at the end) before stopping with '
+                        'an error')
     return parser
 
 
@@ -507,6 +508,8 @@ def run_rank(worker, rank: int, local_rank: int, world_size: int, init_method: s
 
 
 def lost_message(rank: int, timeout: int, what: str) -> str:
+    """The line of a rank whose peers are gone; `what`: the error that showed it."""
+    what = what.split('. ')[0]               # gloo adds advice (and an emoji) after the cause
     return (f'rank {rank}: lost the other processes ({what}); another rank died or stopped '
             f'answering within --dist_timeout {timeout}s: see its output')
 
