@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,7 +35,7 @@ TORCHRUN = [PY, '-m', 'torch.distributed.run']
 
 pytestmark = pytest.mark.slow
 
-# name: [(interface, address/prefix, peer node)], routes
+# Each node's interfaces (name, address/prefix) and routes; the veth pairs between nodes.
 NODES = {
     'node0': dict(links=[('eth0', '10.231.1.1/24')], routes=['10.231.2.0/24 via 10.231.1.2']),
     'node1': dict(links=[('eth1', '10.231.1.2/24'), ('eth0', '10.231.2.1/24')], routes=[]),
@@ -44,7 +45,8 @@ LINKS = [(('node0', 'eth0'), ('node1', 'eth1')), (('node1', 'eth0'), ('node2', '
 
 
 def hosts_file() -> str:
-    """/etc/hosts as Debian writes it (the machine's name on 127.0.1.1), plus the nodes."""
+    """/etc/hosts as Debian writes it (the machine's name on 127.0.1.1), plus the nodes by
+    their first address."""
     names = [f'{addr.split("/")[0]} {node}' for node, spec in NODES.items()
              for _, addr in spec['links'][:1]]
     return '\n'.join(['127.0.0.1 localhost', f'127.0.1.1 {socket.gethostname()}', *names]) + '\n'
@@ -78,7 +80,8 @@ class Cluster:
                 sh('ip', '-n', self.ns[node], 'link', 'set', ifname, 'up')
             for route in spec['routes']:
                 sh('ip', '-n', self.ns[node], 'route', 'add', *route.split())
-        sh('ip', 'netns', 'exec', self.ns['node1'], 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+        sh('ip', 'netns', 'exec', self.ns['node1'], 'sh', '-c',
+           'echo 1 > /proc/sys/net/ipv4/ip_forward')   # node1 routes between its links
 
     def destroy(self) -> None:
         self.stop_all()
@@ -134,6 +137,14 @@ def why_no_namespaces() -> str | None:
     if shutil.which('ip') is None:
         return 'needs `ip` (iproute2) to create network namespaces'
     return None
+
+
+@pytest.fixture(autouse=True)
+def no_process_left(request):
+    """Each test's processes end with it, whatever happened."""
+    yield
+    if 'cluster' in request.fixturenames:
+        request.getfixturevalue('cluster').stop_all()
 
 
 @pytest.fixture(scope='module')
@@ -377,7 +388,7 @@ def test_elastic_restart_across_nodes_continues_to_the_same_weights(cluster, dat
 
 
 def test_distributed_test_py_over_two_nodes_equals_one_process(cluster, data, reference,
-                                                               tmp_path):
+                                                               tmp_path, one_thread):
     import test as test_entry
     ckpt = str(tmp_path / 'reference.pth.tar')
     torch.save(reference, ckpt)
@@ -390,12 +401,11 @@ def test_distributed_test_py_over_two_nodes_equals_one_process(cluster, data, re
                                   '--logdir', tmp_path / 'two', *args], f'{tmp_path}/{node}')
              for r, node in enumerate(('node0', 'node1'))]
     assert finish(procs) == [0, 0], [text(p, 'err') for p in procs]
-    torch.set_num_threads(1)
+    assert 'network: eth1 (10.231.1.2) reaches node0' in text(procs[1])
     single = test_entry.main(args + ['--logdir', str(tmp_path / 'one')])
     line = (f'top1 {single["top1"]:.2f} top5 {single["top5"]:.2f} mean class accuracy '
             f'{single["mean_class_acc"]:.2f} on {single["count"]} videos')
     assert line in text(procs[0]), text(procs[0])
-    import numpy as np
     tag = 'val_2clips_1crops'
     two = np.load(os.path.join(tmp_path, 'two', RUN, f'{tag}_scores.npy'))
     assert np.allclose(two, single['scores'], rtol=1e-5, atol=1e-6)
