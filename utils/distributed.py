@@ -360,7 +360,7 @@ def group_store(init_method: str, world_size: int, rank: int,
                 timeout: datetime.timedelta) -> dist.Store:
     """The store the processes meet at, once every process has reached it (the master's
     TCPStore waits for them all), within `timeout`; under torchrun, this start's own part of
-    its agent's store (`agree_on_start`)."""
+    its agent's store (`agree_on_start`), whose restart number job_restart then reports."""
     env = os.environ
     if init_method == 'env://' and env.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
         store = dist.TCPStore(env['MASTER_ADDR'], int(env['MASTER_PORT']), world_size,
@@ -392,7 +392,7 @@ def agree_on_start(store: dist.Store, rank: int, world_size: int,
     def left() -> datetime.timedelta:
         seconds = end - time.monotonic()
         if seconds <= 0:
-            raise dist.DistStoreError('no rank 0 of this start answered')
+            raise dist.DistStoreError('not every rank of this start arrived')
         return datetime.timedelta(seconds=seconds)
 
     if rank == 0:
@@ -404,7 +404,7 @@ def agree_on_start(store: dist.Store, rank: int, world_size: int,
             store.set(f'{token}/echo/{r}', store.get(f'{token}/ping/{r}'))
         return token, number
     token, nonce = None, uuid.uuid4().hex
-    while True:                              # polled: a store wait that times out logs
+    while True:                              # polled: a store wait that times out logs twice
         store.wait(['start'], left())
         current, number = store.get('start').decode().split()
         if current != token:                 # a rank 0 (maybe of an earlier start): ping it
