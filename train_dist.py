@@ -3,7 +3,7 @@
 
 Only process start-up lives here (and in utils/distributed.py, shared with test.py); the
 training is utils/engine.fit, as in train.py.
-Launch styles (the README has copy-paste commands):
+Launch styles (docs/distributed.md has copy-paste commands):
   1. one node: --multiprocessing-distributed spawns one process per GPU (--nproc_per_node N
      on the CPU);
   2. several nodes, the original way: the same command on each node with
@@ -11,6 +11,9 @@ Launch styles (the README has copy-paste commands):
   3. torchrun (RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT in the environment);
   4. SLURM srun, one task per GPU (SLURM_PROCID / SLURM_LOCALID / SLURM_NTASKS), with
      MASTER_ADDR/MASTER_PORT exported or --dist-url naming the master.
+Across nodes, each node talks through the network interface that reaches the master
+(GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME, unless set) and every wait ends within
+--dist_timeout (utils/distributed.py; docs/distributed.md, Network).
 -b is the global batch size, split evenly across all processes (an error if it does not
 divide); -j is the number of loader workers per node, split across its processes.
 """

@@ -243,6 +243,122 @@ def test_port_in_use_batch_not_dividing_and_sync_bn_note(data, tmp_path):
     assert 'GLOBAL batch: clips per iteration summed over all processes' in help_text
 
 
+# ----------------------------------------------------------------------------- network choice
+# The decisions of utils.distributed's interface choice, in this process; tests/test_multinode.py
+# runs them across network namespaces.
+
+def test_master_of_names_the_host_of_each_rendezvous(monkeypatch):
+    from utils.distributed import master_of
+    assert master_of('tcp://node0:23456') == ('node0', '--dist-url tcp://node0:23456')
+    monkeypatch.setenv('MASTER_ADDR', 'head')
+    assert master_of('env://') == ('head', 'MASTER_ADDR=head')
+    assert master_of('file:///tmp/rendezvous') is None
+
+
+def test_route_prefers_a_network_address_and_refuses_loopback_across_nodes(monkeypatch):
+    from utils import distributed
+    from utils.errors import UserError
+    assert distributed.interface_of('127.0.0.1') == 'lo'
+    route = distributed.route_to_master('127.0.0.1', 'test')
+    assert (route.interface, route.address, route.loopback) == ('lo', '127.0.0.1', True)
+    # Debian's /etc/hosts: the master's own name on 127.0.1.1 above its network address.
+    answers = {'node0': ['127.0.1.1', '192.0.2.7']}
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, '', (ip, 0)) for ip in answers[host]])
+    sources = {'127.0.1.1': '127.0.0.1', '192.0.2.7': '192.0.2.7'}
+    monkeypatch.setattr(distributed, 'source_address', sources.__getitem__)
+    monkeypatch.setattr(distributed, 'interface_of',
+                        lambda a: 'lo' if a.startswith('127.') else 'eth1')
+    route = distributed.route_to_master('node0', 'test', nodes=2)
+    assert (route.interface, route.address, route.master_ip) == ('eth1', '192.0.2.7', '192.0.2.7')
+    # Only loopback: fine on one machine, an error across nodes.
+    answers['node0'] = ['127.0.1.1']
+    assert distributed.route_to_master('node0', 'test', nodes=1).interface == 'lo'
+    with pytest.raises(UserError, match=r'resolves on this node only to 127\.0\.1\.1, a loopback '
+                                        r'address.*--local-addr'):
+        distributed.route_to_master('node0', 'MASTER_ADDR=node0', nodes=2)
+
+
+def test_route_errors_name_the_master_and_what_was_tried(monkeypatch):
+    from utils import distributed
+    from utils.errors import UserError
+
+    def unknown(*a, **k):
+        raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', unknown)
+    with pytest.raises(UserError, match=r'cannot resolve the master nodeX \(--dist-url '
+                                        r'tcp://nodeX:1\): Name or service not known'):
+        distributed.route_to_master('nodeX', '--dist-url tcp://nodeX:1')
+    monkeypatch.setattr(distributed.socket, 'getaddrinfo', lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, '', ('192.0.2.9', 0))])
+
+    def unreachable(ip):
+        raise OSError(101, 'Network is unreachable')
+    monkeypatch.setattr(distributed, 'source_address', unreachable)
+    with pytest.raises(UserError, match=r'no network interface of this node reaches the master '
+                                        r'nodeX \(test; tried 192\.0\.2\.9: Network is unreachable'):
+        distributed.route_to_master('nodeX', 'test')
+
+
+def test_choice_sets_the_backend_variable_unless_the_user_did(monkeypatch):
+    from utils.distributed import _first_line, choose_interface
+    for var in ('GLOO_SOCKET_IFNAME', 'NCCL_SOCKET_IFNAME'):
+        monkeypatch.delenv(var, raising=False)
+    assert choose_interface('gloo', 'tcp://127.0.0.1:1', nodes=2) is None   # loopback: quiet
+    assert os.environ['GLOO_SOCKET_IFNAME'] == 'lo'
+    assert choose_interface('nccl', 'tcp://127.0.0.1:1') is None
+    assert os.environ['NCCL_SOCKET_IFNAME'] == '=lo'        # NCCL: '=' for the exact name
+    monkeypatch.setenv('GLOO_SOCKET_IFNAME', 'mine0')
+    assert choose_interface('gloo', 'tcp://127.0.0.1:1') is None
+    assert os.environ['GLOO_SOCKET_IFNAME'] == 'mine0'
+    assert _first_line(RuntimeError('[/src/gloo/transport/tcp/pair.cc:152] timed out '
+                                    'connecting\nmore')) == 'timed out connecting'
+    from utils.distributed import describe_addresses
+    assert describe_addresses({0: 'A', 1: 'B', 2: 'B', 3: 'C'}, most=2) == \
+        'rank 0: A; ranks 1, 2: B; 1 more'
+
+
+def test_ranks_of_a_torchrun_start_agree_on_its_key_space_despite_an_earlier_start(monkeypatch):
+    """utils.distributed.agree_on_start on a TCPStore that keeps an earlier start's keys, as
+    torchrun's agent store does: ranks 1 and 2 of the second start come before its rank 0 and
+    must not take the first start's token; the number says it is restart 1."""
+    import datetime
+    import threading
+    import torch.distributed as dist
+    from utils import runtime
+    from utils.distributed import agree_on_start
+    timeout = datetime.timedelta(seconds=20)
+    server = dist.TCPStore('127.0.0.1', 0, 1, is_master=True, timeout=timeout)
+    found = {}
+
+    def start(name, ranks, world_size=3):
+        def rank_of(r):
+            client = dist.TCPStore('127.0.0.1', server.port, 1, is_master=False,
+                                   timeout=timeout)
+            found[name, r] = agree_on_start(client, r, world_size, timeout)
+        threads = [threading.Thread(target=rank_of, args=(r,)) for r in ranks]
+        for t in threads:
+            t.start()
+        return threads
+
+    for t in start('first', range(3)):
+        t.join()
+    late = start('second', (1, 2))
+    time.sleep(1)                            # they see only the first start's token
+    for t in start('second', (0,)) + late:
+        t.join(timeout=30)
+    first = {found['first', r] for r in range(3)}
+    second = {found['second', r] for r in range(3)}
+    assert len(first) == len(second) == 1 and first != second
+    assert first.pop()[1] == 1 and second.pop()[1] == 2
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '0')   # this node's agent did not count
+    monkeypatch.setattr(runtime, '_torchrun_restarts', 1)
+    assert runtime.job_restart() == (1, 'torchrun')
+    monkeypatch.setattr(runtime, '_torchrun_restarts', 0)
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '2')   # the agreed number wins
+    assert runtime.job_restart() is None
+
+
 # ----------------------------------------------------------------------------- equivalence script
 
 class FrozenBN(torch.nn.BatchNorm3d):
