@@ -533,14 +533,18 @@ def report(stats: dict, image_tmpl: str, classes: list) -> None:
     """Print what make_list wrote: one line, then notes on frames numbered from 0, frames
     named otherwise than --image_tmpl and classes missing from the list."""
     s = stats
-    print(f'{s["list"]}: {s["written"]} videos, {s["classes"]} classes; '
+    per_class = [s.get('per_class', {}).get(c, 0) for c in range(len(classes))]
+    spread = (f' ({min(per_class)}-{max(per_class)} a class)' if per_class and
+              min(per_class) != max(per_class) else f' ({per_class[0]} a class)' if per_class
+              else '')
+    print(f'{s["list"]}: {s["written"]} videos{spread}, {s["classes"]} classes; '
           f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
     if s.get('from_zero'):
         print(f'note: {s["from_zero"]} videos have frames numbered from 0: listed from 0')
     for tmpl, n in sorted(s.get('templates', {}).items()):
         print(f'note: {n} videos have frames named {tmpl!r}, not --image_tmpl {image_tmpl!r}: '
               f'give train.py, test.py and tools/check_dataset.py --image_tmpl {tmpl!r}')
-    absent = [name for c, name in enumerate(classes) if not s.get('per_class', {}).get(c)]
+    absent = [name for name, n in zip(classes, per_class) if not n]
     if absent and s['written']:
         print(f'note: {len(absent)} of {len(classes)} classes have no video in this list (first: '
               f'{absent[0]!r}); a class needs 2 videos for one in val, 3 for one in test too')

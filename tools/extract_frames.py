@@ -24,7 +24,7 @@ ratio (0 keeps the size). No ffmpeg binary is needed (PyAV bundles the decoders)
 - Optionally writes the list files afterwards (--lists; see tools/annotations.py).
 
 Usage:
-    python3 tools/extract_frames.py --videos raw/ --out data/mine -j 8
+    python3 tools/extract_frames.py --videos raw/ --out data/mine -j 2     (-j: CPU cores)
     python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine
 """
 import argparse

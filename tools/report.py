@@ -246,9 +246,13 @@ def plot(runs: list[dict], out: str) -> list[str]:
     losses = [e['train_loss'] for r in runs for e in r['epochs']]
     figures.keep_span(loss, losses, max(0.1, 0.2 * max(map(abs, losses), default=0)), 0)
     from matplotlib.ticker import MaxNLocator
+    epochs = [e['epoch'] for r in runs for e in r['epochs']]
     for ax in (top, loss):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if max(epochs) - min(epochs) < 2:          # 1 or 2 epochs: whole numbers, not 0.95
+            ax.set_xticks(range(min(epochs), max(epochs) + 1))
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     top.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths[1], dpi=120)
@@ -258,12 +262,14 @@ def plot(runs: list[dict], out: str) -> list[str]:
 
 def expand(patterns: list[str]) -> list[str]:
     """The folders the arguments name: each a folder or a glob (a shell leaves an unmatched
-    or quoted one as it is); in the order given, each once."""
+    or quoted one as it is; the files it matches, such as predictions written beside the
+    runs, are no runs); in the order given, each once."""
     out = []
     for p in patterns:
-        found = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
+        found = [f for f in sorted(glob.glob(p)) if os.path.isdir(f)] if glob.has_magic(p) \
+            else [p]
         if not found:
-            print(f'warning: {p}: matches nothing', file=sys.stderr)
+            print(f'warning: {p}: matches no folder', file=sys.stderr)
         for f in found:
             if f not in out:
                 out.append(f)
