@@ -155,10 +155,14 @@ def arg_parser(distributed: bool = False) -> argparse.ArgumentParser:
     d.add_argument('--video_short_side', default=D['video_short_side'], type=int,
                    help='--storage video: resize decoded frames to this shorter side first, as '
                         'tools/extract_frames.py --short_side does (0: decoded size)')
-    d.add_argument('--exclude_list', default=None, type=str,
-                   help='file of videos to leave out of every split: the bad-entries file of '
-                        'tools/check_dataset.py (a list line, a tab, the reason), a list file, '
-                        'or one video path a line')
+    d.add_argument('--exclude_list', default=None, type=str, nargs='+',
+                   help='files of videos to leave out: the bad-entries files of '
+                        'tools/check_dataset.py (a list line, a tab, the reason), list files, or '
+                        'one video path a line; <list>.bad.txt (train.bad.txt) leaves videos out '
+                        'of that list only, any other file out of every split')
+    d.add_argument('--image_tmpl', default=None, type=str,
+                   help="frame file names in the video folders (default: the dataset's, "
+                        "{:05d}.jpg), e.g. '{:05d}.png'")
     d.add_argument('--allow_outside_root', action='store_true',
                    help='let list files name videos outside --datadir (absolute paths, or .. '
                         'above it); without it such a line is an error naming it')
@@ -308,6 +312,9 @@ def validate_args(args: argparse.Namespace, entrypoint: str = 'train') -> list:
     if args.flow_length < 1:
         fail('--flow_length must be at least 1')
     storage = check_storage(args, fail)
+    if args.image_tmpl is not None and not _names_frames(args.image_tmpl):
+        fail(f"--image_tmpl {args.image_tmpl!r} does not name numbered frames; give a template "
+             f"like '{{:05d}}.jpg' (00001.jpg) or '{{:05d}}.png'")
     if args.num_crops == 10 and not cfg['flip']:
         fail(f'--num_crops 10 includes flipped crops, which change the labels of '
              f'--dataset {args.dataset}; use 1, 3 or 5')
@@ -378,6 +385,14 @@ def original_default_notes(args: argparse.Namespace, entrypoint: str) -> list:
                      'and evaluation stays deterministic; in the original code it made the '
                      'evaluation clips random instead')
     return notes
+
+
+def _names_frames(tmpl: str) -> bool:
+    """Whether a frame template gives different names to frames 1 and 2."""
+    try:
+        return tmpl.format(1) != tmpl.format(2)
+    except (IndexError, KeyError, ValueError):
+        return False
 
 
 def check_storage(args: argparse.Namespace, fail) -> str:
@@ -488,13 +503,14 @@ def check_files(args: argparse.Namespace, entrypoint: str, fail) -> None:
     for option, name in (('--pretrained', 'pretrained'), ('--resume', 'resume'),
                          ('--imagenet_weights', 'imagenet_weights'),
                          ('--exclude_list', 'exclude_list')):
-        path = getattr(args, name)
+        value = getattr(args, name)
         if ((entrypoint == 'test' and name == 'resume') or (given is not None and name not in given)
-                or (name == 'resume' and path == 'auto')):
+                or (name == 'resume' and value == 'auto')):
             continue                          # (test.py ignores --resume; a note says so)
-        if path and not os.path.isfile(path):
-            what = 'is a folder, not a file' if os.path.isdir(path) else 'does not exist'
-            fail(f'{option} {path} {what}; check the path')
+        for path in [value] if isinstance(value, str) or not value else value:
+            if path and not os.path.isfile(path):
+                what = 'is a folder, not a file' if os.path.isdir(path) else 'does not exist'
+                fail(f'{option} {path} {what}; check the path')
 
 
 # ----------------------------------------------------------------------------- a checkpoint's options
@@ -509,8 +525,8 @@ SHAPING_OPTIONS = ('backbone_net', 'depth', 'temporal_module_name', 'blending_fr
                    'blending_method', 'no_dw_conv', 'shift_div', 'dw_t_conv', 'without_t_stride',
                    'pooling_method', 'groups', 'frames_per_group', 'dense_sampling', 'modality',
                    'flow_length')
-FOLLOWED_OPTIONS = ('dataset', 'datadir', 'input_size', 'disable_scaleup', 'mean', 'std',
-                    'dropout')
+FOLLOWED_OPTIONS = ('dataset', 'datadir', 'image_tmpl', 'input_size', 'disable_scaleup', 'mean',
+                    'std', 'dropout')
 MAX_CLASSES = 100_000          # more than any dataset's classes (ImageNet-21k: 21,841)
 
 

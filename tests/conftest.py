@@ -118,3 +118,46 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The marked picture of a phone video: a red band along the top of an upright portrait frame.
+PHONE_H, PHONE_W, PHONE_BAND = 48, 32, 8
+
+
+def encode_phone_video(path: str, stored: str = 'rotated', frames: int = 6) -> None:
+    """A portrait video whose upright picture (PHONE_W x PHONE_H) has a red band along its top
+    and a blue body, stored as `stored`: 'rotated' as a phone stores it (landscape pictures,
+    the top on the left, and a display matrix that turns them a quarter clockwise), 'sideways'
+    the same pictures without the matrix, 'upright' portrait pictures. Lossless (x264 qp 0,
+    4:4:4), so every way of storing it decodes to the same pixels once upright."""
+    import av
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, 'w') as c:
+        s = c.add_stream('libx264', rate=10)
+        s.pix_fmt, s.options = 'yuv444p', {'qp': '0'}
+        s.width, s.height = (PHONE_W, PHONE_H) if stored == 'upright' else (PHONE_H, PHONE_W)
+        if stored == 'rotated':
+            s.set_display_rotation(-90)          # FFmpeg's angle of a phone's portrait video
+        for k in range(frames):
+            up = np.zeros((PHONE_H, PHONE_W, 3), np.uint8)
+            up[:, :] = (20, 40, 200 - 10 * k)
+            up[:PHONE_BAND] = (230, 20, 20)
+            up[PHONE_BAND:, :4] = (20, 200, 20)  # a green stripe on the left: no mirror image
+            picture = up if stored == 'upright' else np.rot90(up, 1)    # top to the left
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format='rgb24')
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+def is_upright_phone_picture(img: np.ndarray) -> bool:
+    """Whether an (H, W, 3) frame of encode_phone_video (any size) has its red band on top
+    and its green stripe on the left, and nowhere else."""
+    img = np.asarray(img).astype(int)
+    h, w = img.shape[:2]
+    red = (img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)
+    green = (img[..., 1] > 150) & (img[..., 0] < 100)
+    band, stripe = h * PHONE_BAND // PHONE_H, w * 4 // PHONE_W
+    return (h > w and red[:max(1, band - 1)].all() and not red[band + 1:].any()
+            and green[band + 1:, :max(1, stripe - 1)].all() and not green[:, stripe + 1:].any())

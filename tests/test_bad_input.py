@@ -107,6 +107,7 @@ def world(tmp_path_factory):
     w.ckpt_digest = sha256(w.ckpt)
     open(os.path.join(base, 'garbage.pth.tar'), 'wb').write(b'not a checkpoint at all\n' * 4)
     open(os.path.join(base, 'a_file'), 'w').write('in the way\n')
+    open(os.path.join(base, 'k400_no_times.csv'), 'w').write('label,youtube_id\nabseiling,AAA\n')
     w.unlabelled = w.variant('unlabelled_train', {
         'train': '\n'.join(' '.join(ln.split()[:3]) for ln in w.lines()) + '\n'})
     w.unlabelled_val = w.variant('unlabelled_val', {
@@ -281,6 +282,14 @@ CASES = [
     Case('annotations-ann-missing',
          lambda w: ['tools/annotations.py', 'kinetics400', '--ann', f'{w.base}/k400.csv',
                     '--split', 'train', '--frames', w.data], lambda w: f'{w.base}/k400.csv'),
+    Case('annotations-kinetics-csv-without-its-columns',
+         lambda w: ['tools/annotations.py', 'kinetics400', '--ann', f'{w.base}/k400_no_times.csv',
+                    '--split', 'train', '--frames', w.data],
+         lambda w: f'{w.base}/k400_no_times.csv: a kinetics400 CSV has the columns'),
+    Case('report-pattern-matches-nothing',
+         lambda w: ['tools/report.py', f'{w.base}/nologs/*', '--out', f'{w.base}/report'],
+         lambda w: f"no run to report in '{w.base}/nologs/*'",
+         absent=lambda w: f'{w.base}/report'),
     Case('build-lmdb-out-in-the-way',
          lambda w: ['tools/build_lmdb.py', '--root', w.data, '--split', 'train', '--out',
                     f'{w.base}/a_file/train.lmdb'], lambda w: f'{w.base}/a_file'),

@@ -233,3 +233,62 @@ def test_exclude_list_leaves_videos_out(frame_dataset, tmp_path):
     assert [r.path for r in ds.records] == ['videos/v0', 'videos/v2', 'videos/v3', 'videos/v5']
     with pytest.raises(UserError, match='exclusion list not found'):
         read_exclusion_list(str(tmp_path / 'no.txt'))
+
+
+def test_frames_named_otherwise_are_named_before_training(tmp_path):
+    """PNG frames under the default template: one line naming the list line, the template and
+    what the folder holds, and the --image_tmpl that reads them (which then does)."""
+    from conftest import write_dataset, write_video
+    data = write_dataset(tmp_path / 'png', lambda f, n, i: write_video(
+        f, n, seed=i, tmpl='{:05d}.png'), 10)
+    with pytest.raises(UserError) as err:
+        build_dataset(args_for(data), 'train', train=True)
+    msg = err.value.message
+    assert msg.startswith(f'{data}/train.txt:1: frames 1..10 of ') and "'{:05d}.jpg'" in msg
+    assert 'holds 10 images, 00001.png .. 00010.png' in msg
+    assert msg.endswith("give --image_tmpl '{:05d}.png' (every line of the list whose folder is "
+                        "there is like this)")
+    ds = build_dataset(args_for(data, '--image_tmpl', '{:05d}.png'), 'train', train=True)
+    assert ds[0]['clip'].shape == (3, 4, 16, 16)
+
+
+def test_list_lines_past_the_frames_on_disk_are_named(frame_dataset, caplog):
+    """A line past its folder's frames is a warning naming file:line (the others train); all
+    lines past them (a list numbered from 1 over frames from 0) an error naming the first."""
+    lst = os.path.join(frame_dataset, 'train.txt')
+    lines = open(lst).read().splitlines()
+    lines[2] = 'videos/v2 1 40 0'                         # v2 has 12 frames
+    open(lst, 'w').write('\n'.join(lines) + '\n')
+    ds = build_dataset(args_for(frame_dataset), 'train', train=True)
+    assert len(ds) == 6
+    assert f"{lst}:3: frames 1..40 of 'videos/v2'" in caplog.text
+    assert '1 of 6 videos list frames that are not on disk' in caplog.text
+    for i in range(6):                                   # frames renumbered from 0
+        folder = os.path.join(frame_dataset, 'videos', f'v{i}')
+        for name in sorted(os.listdir(folder)):
+            k = int(name[:5])
+            os.rename(os.path.join(folder, name), os.path.join(folder, f'{k - 1:05d}.jpg'))
+    with pytest.raises(UserError, match=rf"{lst}:1: frames 1\.\.10 of 'videos/v0'.* the folder "
+                                        r"has frames 0\.\.9: write the list again"):
+        build_dataset(args_for(frame_dataset), 'train', train=True)
+
+
+def test_exclusion_files_apply_to_their_split(frame_dataset, tmp_path, caplog):
+    """train.bad.txt leaves videos out of train only, val.bad.txt out of val only, another
+    file out of every split; an empty file is one warning, however many splits."""
+    root = frame_dataset
+    open(os.path.join(root, 'train.bad.txt'), 'w').write('videos/v1 1 11 1\tmissing frames\n')
+    open(os.path.join(root, 'val.bad.txt'), 'w').write('videos/v2 1 12 0\tunreadable frame\n')
+    other = tmp_path / 'mine.txt'
+    other.write_text('videos/v5\n')
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('')
+    args = args_for(root, '--exclude_list', os.path.join(root, 'train.bad.txt'),
+                    os.path.join(root, 'val.bad.txt'), str(other), str(empty))
+    kept = {split: [r.path for r in build_dataset(args, split, train=split == 'train').records]
+            for split in ('train', 'val', 'test')}
+    assert kept == {'train': ['videos/v0', 'videos/v2', 'videos/v3', 'videos/v4'],
+                    'val': ['videos/v0', 'videos/v1', 'videos/v3', 'videos/v4'],
+                    'test': ['videos/v0', 'videos/v1', 'videos/v2', 'videos/v3', 'videos/v4']}
+    assert caplog.text.count(f'--exclude_list {empty} lists no video') == 1
+    assert caplog.text.count('left out by --exclude_list') == 2 + 3      # its own + mine.txt

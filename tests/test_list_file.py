@@ -117,3 +117,13 @@ def test_reports_and_exclusions(tmp_path):
     assert entries[0] >= {'my clip 1'} and 'my clip' not in entries[0]
     assert entries[1] == {'plain path'} and '#1 clip 2' in entries[2]
     assert len(entries) == 4                                    # the header is a comment
+
+
+def test_records_know_their_line(tmp_path):
+    """Each record carries its line in the file (blank lines counted), for messages naming
+    file:line; the line is not part of a record's identity."""
+    f = tmp_path / 'l.txt'
+    f.write_text('\ufeffa 1 5 0\n\n  \nmy clip 2 9 1\n')
+    a, b = read_list(str(f))
+    assert (a.line, b.line) == (1, 4)
+    assert b == VideoRecord('my clip', 2, 9, 1)

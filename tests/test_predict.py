@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import train as train_entry
-from conftest import encode_moving_square, tiny_synthetic
+from conftest import encode_moving_square, encode_phone_video, tiny_synthetic
 from tools import predict
 from utils.synthetic import CLASS_NAMES
 
@@ -102,3 +102,26 @@ def test_missing_input_and_window_on_a_folder(trained, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert 'nope.mp4: no such file or folder' in err and '--window is for video files' in err
+
+
+def test_phone_video_is_predicted_upright(trained, tmp_path):
+    """A phone's portrait video (landscape pictures + display matrix) reaches the model as the
+    same video stored upright, not as its sideways pictures (lossless pictures: the very same
+    clips)."""
+    model, cfg, _, device = predict.load_model(trained['ckpt'], [], False, None)
+    seen = []
+
+    def recording(clips):
+        seen.append(clips.clone())
+        return model(clips)
+
+    predictor = predict.Predictor(recording, cfg, device)
+    clips = {}
+    for stored in ('rotated', 'upright', 'sideways'):
+        path = str(tmp_path / f'{stored}.mp4')
+        encode_phone_video(path, stored, frames=8)
+        seen.clear()
+        predictor.scores(path, 1, 8, video=True)
+        clips[stored] = torch.cat(seen)
+    assert torch.equal(clips['rotated'], clips['upright'])
+    assert not torch.equal(clips['sideways'], clips['upright'])

@@ -12,6 +12,7 @@ import test as test_entry
 import train as train_entry
 from tools import report
 from utils import confusion
+from utils.errors import UserError
 from utils.synthetic import CLASS_NAMES
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -47,6 +48,7 @@ def assert_png(path, min_side=200):
 def test_report_table_matches_the_run_folders(runs, tmp_path, capsys):
     out = str(tmp_path / 'out')
     (tmp_path / 'not_a_run').mkdir()
+    open(os.path.join(runs['logdir'], 'predictions.csv'), 'w').close()   # a file: no run
     rc = report.main([os.path.join(runs['logdir'], '*'), str(tmp_path / 'not_a_run'),
                       '--out', out])
     assert rc == 0
@@ -96,9 +98,95 @@ def test_report_keeps_the_last_line_of_a_resumed_epoch(runs, tmp_path):
         (20.0, 90.0, 2)
 
 
-def test_report_without_any_run_is_an_error(tmp_path, capsys):
-    assert report.main([str(tmp_path), '--out', str(tmp_path / 'o')]) == 1
-    assert 'error: no run to report' in capsys.readouterr().err
+def test_report_without_any_run_is_an_error_naming_the_pattern(tmp_path, capsys):
+    pattern = str(tmp_path / 'logs' / '*')
+    with pytest.raises(UserError) as err:
+        report.main([pattern, '--out', str(tmp_path / 'o')])
+    assert err.value.message.startswith(f"no run to report in '{pattern}'")
+    assert f'warning: {pattern}: matches no folder' in capsys.readouterr().err
+
+
+def fake_run(folder, top1: list[float], loss: list[float]) -> str:
+    """A run folder as train.py writes it, with these val top-1 and training losses."""
+    os.makedirs(folder)
+    json.dump(dict(name=os.path.basename(folder), arch='resnet18-TSN', frames=4,
+                   params=11e6, conv_gmacs=0.5, classes=['a', 'b']),
+              open(os.path.join(folder, 'run.json'), 'w'))
+    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
+        for epoch, (t, l) in enumerate(zip(top1, loss), 1):
+            f.write(json.dumps(dict(epoch=epoch, val_top1=t, val_top5=t, train_loss=l,
+                                    train_clips_per_s=5.0, epoch_seconds=3.0)) + '\n')
+    return str(folder)
+
+
+def test_flat_curves_keep_a_sensible_axis(tmp_path, monkeypatch):
+    """All-zero accuracies and a constant loss: a 0-10 % axis and a loss axis of +-10 %, not
+    matplotlib's +-0.04 around the value; curves that vary keep matplotlib's limits."""
+    import matplotlib.pyplot as plt
+    figs = []
+    monkeypatch.setattr(plt, 'close', figs.append)
+    flat = [fake_run(tmp_path / 'flat', [0.0, 0.0, 0.0], [2.0, 2.0, 2.0])]
+    report.plot([report.read_run(f) for f in flat], str(tmp_path))
+    scatter, curves = figs
+    top, loss = curves.axes
+    assert top.get_ylim() == (0, 10) and scatter.axes[0].get_ylim() == (0, 10)
+    assert loss.get_ylim() == pytest.approx((1.8, 2.2))
+    figs.clear()
+    varied = [fake_run(tmp_path / 'varied', [10.0, 50.0, 90.0], [2.0, 1.0, 0.5])]
+    report.plot([report.read_run(f) for f in varied], str(tmp_path))
+    low, high = figs[1].axes[0].get_ylim()
+    assert low < 10 and 90 < high < 100
+    monkeypatch.undo()
+    for fig in figs:
+        plt.close(fig)
+
+
+def test_confusion_figure_is_sized_to_its_content(tmp_path):
+    """3 classes: the picture has no empty side. Cut in 5 upright strips, each right of the
+    labels has something drawn in at least half its rows (the panel of pairs beside the
+    matrix used to leave the right 40% blank but for 3 lines of text)."""
+    cm = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 2]])
+    path = str(tmp_path / 'c.png')
+    fig = confusion.plot_confusion(cm, ['waving hands', 'sauter à la corde', 'tanzen'], path)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    ink = (np.asarray(Image.open(path).convert('RGB')) != 255).any(axis=-1)
+    width = ink.shape[1]
+    drawn = [ink[:, k * width // 5:(k + 1) * width // 5].any(axis=1).mean() for k in range(5)]
+    assert min(drawn[1:]) > 0.5, drawn
+
+
+def cjk_font() -> str | None:
+    """An installed font that draws 跳 (None: none is installed)."""
+    from matplotlib import font_manager, ft2font
+    from utils.figures import wide_fonts
+    for family in wide_fonts():
+        path = font_manager.findfont(font_manager.FontProperties(family=family),
+                                     fallback_to_default=False)
+        if ord('跳') in ft2font.FT2Font(path).get_charmap():
+            return family
+    return None
+
+
+def test_class_names_in_any_script_draw_without_glyph_warnings(tmp_path, capfd):
+    """Where a CJK font is installed, CJK class names are drawn with it (no glyph is missing,
+    so matplotlib warns of none); without one the figure is drawn all the same, silently."""
+    import warnings
+    import matplotlib.pyplot as plt
+    from tools import predict
+    names = ['跳舞 dance', 'sauter à la corde', 'waving hands']
+    cm = np.array([[2, 1, 0], [0, 3, 0], [1, 0, 2]])
+    rows = [dict(start_s=k, end_s=k + 1, _probs=np.array([0.5, 0.3, 0.2]), input='v.mp4')
+            for k in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')          # would show the glyph warnings setup() hides
+        plt.close(confusion.plot_confusion(cm, names, str(tmp_path / 'c.png')))
+        predict.plot_timeline(str(tmp_path / 't.png'), rows, names)
+    glyphs = [str(w.message) for w in caught if 'Glyph' in str(w.message)]
+    assert not capfd.readouterr().err
+    if cjk_font() is None:
+        pytest.skip('no font with CJK glyphs is installed (fc-list :lang=zh)')
+    assert not glyphs, glyphs[:2]
 
 
 def test_test_py_writes_per_class_confusion_and_tensorboard(runs):

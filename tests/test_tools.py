@@ -8,6 +8,7 @@ from PIL import Image
 
 from tools import annotations, check_dataset, extract_frames
 from tools.build_lmdb import build_split
+from utils.errors import UserError
 from utils.video_dataset import read_exclusion_list
 
 av = pytest.importorskip('av')
@@ -236,3 +237,82 @@ def test_cli_help():
         with pytest.raises(SystemExit) as e:
             mod.main(['--help'])
         assert e.value.code == 0
+
+
+def _numbered(folder, numbers, ext='.jpg'):
+    os.makedirs(folder, exist_ok=True)
+    for k in numbers:
+        Image.new('RGB', (8, 8), (k, k, k)).save(os.path.join(folder, f'{k:05d}{ext}'))
+
+
+def test_annotations_read_the_numbering_and_names_of_the_folders(tmp_path, capsys):
+    """Frames from 0 (ffmpeg -start_number 0) are listed from 0, none dropped; PNG frames are
+    listed by their own names with a note naming the --image_tmpl they need."""
+    raw, frames = tmp_path / 'raw', str(tmp_path / 'frames')
+    for name in ('from zero', 'from one', 'png'):
+        (raw / 'jump').mkdir(parents=True, exist_ok=True)
+        (raw / 'jump' / f'{name}.mp4').write_bytes(b'')
+    _numbered(os.path.join(frames, 'jump', 'from zero'), range(0, 10))
+    _numbered(os.path.join(frames, 'jump', 'from one'), range(1, 10))
+    _numbered(os.path.join(frames, 'jump', 'png'), range(1, 8), '.png')
+    assert annotations.main(['folders', '--videos', str(raw), '--frames', frames,
+                             '--split', 'train']) == 0
+    assert sorted(open(os.path.join(frames, 'train.txt')).read().splitlines()) == [
+        'jump/from one 1 9 0', 'jump/from zero 0 9 0', 'jump/png 1 7 0']
+    out = capsys.readouterr().out
+    assert 'note: 1 videos have frames numbered from 0: listed from 0' in out
+    assert "note: 1 videos have frames named '{:05d}.png', not --image_tmpl '{:05d}.jpg': " \
+           "give train.py, test.py and tools/check_dataset.py --image_tmpl '{:05d}.png'" in out
+
+
+def test_stratified_split_puts_every_class_in_val_and_test(tmp_path):
+    """3 classes x 6 videos at 0.2/0.2: 4 train, 1 val, 1 test of each class, disjoint,
+    the same on every run and whatever order the files were made in; a class of 2 videos
+    gives one to val, a class of 1 keeps it in train."""
+    def make(root, order):
+        for cls, n in order:
+            for k in (range(n) if n > 0 else reversed(range(-n))):
+                folder = os.path.join(root, 'frames', cls, f'clip {k} é')
+                _numbered(folder, [1])
+                open(os.path.join(folder, '.done'), 'w').write('12 12\n')
+                os.makedirs(os.path.join(root, 'raw', cls), exist_ok=True)
+                open(os.path.join(root, 'raw', cls, f'clip {k} é.mp4'), 'wb').close()
+
+    def lists(root):
+        assert annotations.main(['folders', '--videos', os.path.join(root, 'raw'), '--frames',
+                                 os.path.join(root, 'frames'), '--split', 'train', 'val', 'test',
+                                 '--val_fraction', '0.2', '--test_fraction', '0.2', '-q']) == 0
+        return {split: [ln.rsplit(' ', 3) for ln in open(os.path.join(
+            root, 'frames', f'{split}.txt'), encoding='utf-8').read().splitlines()]
+            for split in ('train', 'val', 'test')}
+
+    classes = [('waving hands', 6), ('sauter à la corde', 6), ('跳舞 dance', 6), ('pair', 2),
+               ('solo', 1)]
+    make(str(tmp_path / 'a'), classes)
+    a = lists(str(tmp_path / 'a'))
+    make(str(tmp_path / 'b'), [(c, -n) for c, n in reversed(classes)])  # made the other way
+    assert lists(str(tmp_path / 'b')) == a == lists(str(tmp_path / 'a'))
+    names = open(tmp_path / 'a' / 'frames' / 'categories.txt', encoding='utf-8').read().split('\n')
+    count = {split: {names[c]: sum(int(r[3]) == c for r in rows) for c in range(5)}
+             for split, rows in a.items()}
+    for cls in ('waving hands', 'sauter à la corde', '跳舞 dance'):
+        assert (count['train'][cls], count['val'][cls], count['test'][cls]) == (4, 1, 1)
+    assert (count['train']['pair'], count['val']['pair'], count['test']['pair']) == (1, 1, 0)
+    assert (count['train']['solo'], count['val']['solo'], count['test']['solo']) == (1, 0, 0)
+    paths = [r[0] for rows in a.values() for r in rows]
+    assert len(paths) == len(set(paths)) == 21 and all(r[1:3] == ['1', '12'] for r in a['val'])
+    assert annotations.split_counts(18, 0.2, 0.2) == (4, 4)       # 18 videos: 10 / 4 / 4
+
+
+def test_kinetics_csv_without_its_columns_is_one_line(tmp_path):
+    csv_file = tmp_path / 'k400.csv'
+    csv_file.write_text('label,youtube_id\nabseiling,AAA\n')
+    with pytest.raises(UserError) as err:
+        annotations.make_list('kinetics400', str(tmp_path), str(tmp_path), 'train',
+                              ann=str(csv_file))
+    assert str(csv_file) in err.value.message and 'without time_start, time_end' in \
+        err.value.message and '\n' not in err.value.message
+    bad_json = tmp_path / 'ssv2.json'
+    bad_json.write_text('[{"label": "x"}]')
+    with pytest.raises(UserError, match=r"ssv2\.json: not a ssv2 annotation file \(no field 'id'"):
+        annotations.make_list('ssv2', str(tmp_path), str(tmp_path), 'train', ann=str(bad_json))

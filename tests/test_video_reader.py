@@ -1,12 +1,15 @@
 """utils/video_reader.py (clips decoded from video files) and annotations --from_videos."""
+import gc
 import io
 import os
 import pickle
+import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import PHONE_H, PHONE_W, encode_phone_video, is_upright_phone_picture
 from tools import annotations, extract_frames
 from utils.storage import (FolderStorage, FrameReadError, FrameStorage, NoVideosFoundError,
                            Storage, VideoMissingError, check_found, decode_image, missing_hint,
@@ -245,3 +248,51 @@ def test_video_missing_and_check_found(videos, tmp_path, caplog):
     with pytest.raises(NoVideosFoundError, match=f'video files under {root} decoded with PyAV: '
                                                  'none of the 2 videos of the val list'):
         check_found(storage, 'val', ['a', 'b'], hint)
+
+
+def set_tkhd_matrix(path: str, matrix: tuple) -> None:
+    """Write a display matrix into an mp4's track header (`tkhd`, version 0) by hand, as a
+    phone writes it: 9 big-endian 32-bit values, a b u c d v x y w (16.16, u v w 2.30)."""
+    data = bytearray(open(path, 'rb').read())
+    at = data.index(b'tkhd')
+    assert data[at + 4] == 0                     # version 0: 32-bit times
+    offset = at + 4 + 4 + 20 + 8 + 8             # flags, times/id/duration, reserved, layer..
+    data[offset:offset + 36] = struct.pack('>9i', *matrix)
+    open(path, 'wb').write(bytes(data))
+
+
+@pytest.mark.parametrize('how', ['pyav', 'tkhd'])
+def test_phone_video_comes_out_upright(tmp_path, how):
+    """A portrait phone video (landscape pictures + a quarter-turn display matrix) is upright,
+    its marked top on top, in extraction and in --storage video, at the decoded size and
+    resized; without the matrix the same pictures stay as stored (sideways)."""
+    raw = tmp_path / 'raw'
+    video = str(raw / 'dance' / 'phone.mp4')
+    if how == 'pyav':
+        encode_phone_video(video, 'rotated')
+    else:             # a phone's own bytes: rotate 90 in QuickTime terms, shifted by the height
+        encode_phone_video(video, 'sideways')
+        one, minus_one = 1 << 16, -(1 << 16)
+        set_tkhd_matrix(video, (0, one, 0, minus_one, 0, 0, PHONE_H << 16, 0, 1 << 30))
+    encode_phone_video(str(raw / 'dance' / 'sideways.mp4'), 'sideways')
+    out = str(tmp_path / 'frames')
+    for short_side in (0, 24):
+        s = extract_frames.extract_all(str(raw), out, short_side=short_side, quality=95,
+                                       overwrite=True, quiet=True)
+        assert s['ok'] == 2
+        size = (PHONE_W, PHONE_H) if not short_side else (24, 36)
+        with Image.open(os.path.join(out, 'dance', 'phone', '00001.jpg')) as img:
+            assert img.size == size and is_upright_phone_picture(img)
+        with Image.open(os.path.join(out, 'dance', 'sideways', '00001.jpg')) as img:
+            assert img.size == size[::-1] and not is_upright_phone_picture(img)
+        gc.disable()          # no decoded picture may outlive the read (no reference cycle)
+        try:
+            clip = VideoStorage(str(raw), short_side).read('dance/phone.mp4', [1, 6, 3])
+            assert not [o for o in gc.get_objects() if type(o) is av.VideoFrame]
+        finally:
+            gc.enable()
+        assert clip.shape == (3, size[1], size[0], 3)
+        assert all(is_upright_phone_picture(frame) for frame in clip)
+        # the clips still equal the extracted frames
+        assert np.array_equal(jpeg_round_trip(clip, 95),
+                              FolderStorage(out).read('dance/phone', [1, 6, 3]))

@@ -21,10 +21,19 @@ Formats (the first argument):
                categories file (`name,index` lines, --classes) or sorted names.
   folders      generic: --videos holding one folder per class (`<class>/<video>.<ext>`), or
                `<split>/<class>/<video>` when --split_folders; classes are the sorted folders.
+               --val_fraction and --test_fraction split each class on its own (stratified):
+               of a class's n videos round(n x fraction) go to val and to test, at least one
+               to val when n >= 2 and one to test when n >= 3, and at least one stays in
+               train; which ones is decided by a hash of each video's path, so the same
+               videos give the same split on every run and for every --split. Several splits
+               at once: --split train val test.
 
-Each listed video must have been extracted (tools/extract_frames.py) under --frames; its frame
-count comes from the extraction's .done marker or by counting the frames. Videos without frames
-are left out of the list and counted (written to <list>.missing.txt, `path<TAB>reason`).
+Each listed video must have been extracted under --frames; its frames are read from the
+extraction's .done marker (1..N), else from the folder: frames numbered from 0 (00000.jpg, as
+ffmpeg -start_number 0 writes) are listed 0..N-1, and frames named otherwise than --image_tmpl
+(00001.png) are listed by the template of the folder's first file name, with a note saying
+which --image_tmpl the run then needs. Videos without frames are left out of the list and
+counted (written to <list>.missing.txt, `path<TAB>reason`).
 
 --from_videos (for --video_backend pyav, which decodes clips from the video files): no
 extraction and no --frames; videos are found under --videos the same way (by relative path
@@ -41,11 +50,12 @@ Usage:
   python3 tools/annotations.py ssv2 --ann something-something-v2-train.json \\
       --classes something-something-v2-labels.json --split train --frames data/ssv2 --out data/ssv2
   python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine \\
-      --split train --val_fraction 0.2
-  python3 tools/annotations.py folders --videos raw/ --from_videos --split train -j 8
-      (writes raw/train.txt with lines like `jump/a.mp4 1 300 0`)
+      --split train val test --val_fraction 0.2 --test_fraction 0.2
+  python3 tools/annotations.py folders --videos raw/ --from_videos --split train -j 2
+      (writes raw/train.txt with lines like `jump/a.mp4 1 300 0`; -j: up to the CPU cores)
 """
 import argparse
+import collections
 import concurrent.futures
 import csv
 import hashlib
@@ -58,7 +68,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from utils.dataset_config import DATASET_CONFIG, get_dataset_config, list_name  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import UserError, run_main  # noqa: E402
 from utils.list_file import (ListFileError, format_line, format_note,  # noqa: E402
                              read_categories, write_categories, write_report)
 from utils.list_file import write_list as write_list_file  # noqa: E402
@@ -101,15 +111,32 @@ def read_classes(path: str) -> list:
 # ----------------------------------------------------------------------------- parsers
 # Each returns [(candidate frame-folder keys, label name or None)].
 
+KINETICS_COLUMNS = ('label', 'youtube_id', 'time_start', 'time_end', 'split')
+
+
 def parse_kinetics400(ann: str, split: str | None) -> list:
     out = []
     with open(ann, newline='', encoding='utf-8-sig') as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        absent = [c for c in KINETICS_COLUMNS[1:4] if c not in header]
+        if absent:
+            raise UserError(f'{ann}: a kinetics400 CSV has the columns '
+                            f'{",".join(KINETICS_COLUMNS)} (label and split may be left out); '
+                            f'this one has {",".join(header) or "no header"}, without '
+                            f'{", ".join(absent)}; give --ann the CSV of the Kinetics-400 '
+                            f'release')
+        for row in reader:
             if split and row.get('split') and row['split'] != split and \
                     not (split == 'val' and row['split'] == 'validate'):
                 continue
             yid = row['youtube_id']
-            start, end = int(float(row['time_start'])), int(float(row['time_end']))
+            try:
+                start, end = int(float(row['time_start'])), int(float(row['time_end']))
+            except (TypeError, ValueError):
+                raise UserError(f'{ann}:{reader.line_num}: time_start {row["time_start"]!r} '
+                                f'and time_end {row["time_end"]!r} should be numbers (seconds); '
+                                f'fix or remove the line') from None
             label = row.get('label')
             out.append(([f'{yid}_{start:06d}_{end:06d}', yid], label if label else None))
     return out
@@ -151,26 +178,64 @@ def parse_moments(ann: str, split: str | None) -> list:
     return out
 
 
+SPLITS = ('train', 'val', 'test')
+
+
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(val, test) videos of a class of `n`: each fraction of n rounded (halves up), at least
+    one in val when n >= 2 and one in test when n >= 3 (for fractions above 0), and at least
+    one left to train."""
+    val, test = int(n * val_fraction + 0.5), int(n * test_fraction + 0.5)
+    if val_fraction > 0 and n >= 2:
+        val = max(val, 1)
+    if test_fraction > 0 and n >= 3:
+        test = max(test, 1)
+    val = min(val, n - 1)
+    return val, min(test, n - 1 - val)
+
+
+def stratified_split(videos: list, classes: list, val_fraction: float,
+                     test_fraction: float) -> dict:
+    """{video: 'train' | 'val' | 'test'} for videos (relative paths) of the given classes,
+    class by class (split_counts). A class's videos are ordered by a hash of their path, so
+    which of them go to val and test depends on the names alone, not on the order found or on
+    the other classes."""
+    def key(video):
+        return hashlib.sha1(os.path.splitext(video)[0].encode('utf-8', 'surrogateescape')
+                            ).hexdigest(), video
+    by_class = {}
+    for video, label in zip(videos, classes):
+        by_class.setdefault(label, []).append(video)
+    where = {}
+    for members in by_class.values():
+        members = sorted(members, key=key)
+        val, test = split_counts(len(members), val_fraction, test_fraction)
+        for k, video in enumerate(members):
+            where[video] = 'val' if k < val else 'test' if k < val + test else 'train'
+    return where
+
+
 def parse_folders(videos: str, split: str | None, split_folders: bool = False,
-                  val_fraction: float = 0.0, keep_ext: bool = False) -> list:
-    """Entries of a one-folder-per-class layout; keep_ext: keys keep the file extension
-    (lists of video files, where a.mp4 and a.avi are two videos)."""
+                  val_fraction: float = 0.0, keep_ext: bool = False,
+                  test_fraction: float = 0.0) -> list:
+    """Entries of a one-folder-per-class layout (with fractions: the `split` part of a
+    stratified_split); keep_ext: keys keep the file extension (lists of video files, where
+    a.mp4 and a.avi are two videos)."""
     from tools.extract_frames import find_videos
     root = os.path.join(videos, split) if split_folders else videos
+    found = [(rel, rel.split(os.sep)[0]) for rel in find_videos(root)
+             if len(rel.split(os.sep)) >= 2]
+    where = None
+    if not split_folders and (val_fraction > 0 or test_fraction > 0):
+        where = stratified_split([r for r, _ in found], [c for _, c in found], val_fraction,
+                                 test_fraction)
     out = []
-    for rel in find_videos(root):
-        parts = rel.split(os.sep)
-        if len(parts) < 2:
+    for rel, label in found:
+        if where is not None and where[rel] != split:
             continue
-        stem = os.path.splitext(rel)[0]
-        name = rel if keep_ext else stem
+        name = rel if keep_ext else os.path.splitext(rel)[0]
         key = os.path.join(split, name) if split_folders else name
-        if not split_folders and val_fraction > 0 and split in ('train', 'val'):
-            digest = hashlib.sha1(stem.encode('utf-8', 'surrogateescape')).hexdigest()
-            h = int(digest[:8], 16) / 0xFFFFFFFF
-            if (h < val_fraction) != (split == 'val'):
-                continue
-        out.append(([key], parts[0]))
+        out.append(([key], label))
     return out
 
 
@@ -191,6 +256,28 @@ def count_frames(folder: str, image_tmpl: str = '{:05d}.jpg') -> int:
     while image_tmpl.format(n + 1) in names:
         n += 1
     return n
+
+
+def frame_range(folder: str, image_tmpl: str = '{:05d}.jpg') -> tuple[int, int, str] | None:
+    """(first, last, template) of an extracted folder's frames: 1..N from the .done marker of
+    tools/extract_frames.py; else the consecutive frames `image_tmpl` names, from 0 when the
+    folder has a frame 0 (utils/frame_files.frame_span); else those of the template its first
+    image file follows (00001.png: '{:05d}.png'); None when it holds no numbered frames."""
+    from utils.frame_files import frame_span, guess_template
+    try:
+        with open(os.path.join(folder, '.done')) as f:
+            return 1, int(f.read().split()[0]), image_tmpl
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    for tmpl in (image_tmpl, guess_template(names)):
+        span = frame_span(names, tmpl) if tmpl else None
+        if span:
+            return span[0], span[1], tmpl
+    return None
 
 
 def index_frame_folders(frames_root: str) -> dict:
@@ -275,17 +362,25 @@ def write_list(entries: list, classes: list | None, frames_root: str, list_path:
             located.append((keys, label, rel))
     paths = [os.path.join(frames_root, rel) for _, _, rel in located]
     if from_videos:
-        counts = count_videos(paths, count, workers, quiet)
+        counted = count_videos(paths, count, workers, quiet)
+        spans = [(1, n, None) if n else None for n, _ in counted]
+        reasons = [reason for _, reason in counted]
     else:
-        counts = [(count_frames(p, image_tmpl), 'no extracted frames') for p in paths]
+        spans = [frame_range(p, image_tmpl) for p in paths]
+        reasons = ['no extracted frames'] * len(spans)
     lines, unknown, labelled = [], [], set()
-    for (keys, label, rel), (n, reason) in zip(located, counts):
-        if n == 0:
+    from_zero, templates = 0, collections.Counter()
+    for (keys, label, rel), span, reason in zip(located, spans, reasons):
+        if span is None:
             missing.append((rel if from_videos else keys[0], reason))
         elif label is not None and label not in class_index:
             unknown.append((keys[0], f'label {label!r} not in the class list'))
         else:
-            row = (rel, 1, n, class_index.get(label))
+            first, last, tmpl = span
+            from_zero += first == 0
+            if tmpl and tmpl != image_tmpl:
+                templates[tmpl] += 1
+            row = (rel, first, last, class_index.get(label))
             try:
                 format_line(*row, sep=sep)
             except ListFileError as exc:          # a tab or line break in the file name
@@ -298,7 +393,9 @@ def write_list(entries: list, classes: list | None, frames_root: str, list_path:
                             f'give --ann the annotations of one split')
     write_report_or_remove(os.path.splitext(list_path)[0] + '.missing.txt', missing + unknown)
     write_list_file(list_path, lines, sep)
-    return dict(written=len(lines), missing=len(missing), unknown_label=len(unknown))
+    return dict(written=len(lines), missing=len(missing), unknown_label=len(unknown),
+                from_zero=from_zero, templates=dict(templates),
+                per_class=collections.Counter(row[3] for row in lines))
 
 
 def write_report_or_remove(path: str, items: list) -> None:
@@ -317,12 +414,30 @@ def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = Non
               classes_file: str | None = None, videos: str | None = None,
               split_folders: bool = False, val_fraction: float = 0.0,
               image_tmpl: str = '{:05d}.jpg', from_videos: bool = False, workers: int = 1,
-              count: str = 'demux', quiet: bool = True, dataset: str | None = None) -> dict:
+              count: str = 'demux', quiet: bool = True, dataset: str | None = None,
+              test_fraction: float = 0.0) -> dict:
     """Write the list of `split` (named and separated as `dataset`'s, by default the format's
     DEFAULT_DATASET: <out>/<split>.txt, mini_<split>.txt, ...) and <out>/categories.txt for
     annotation format `fmt`. With from_videos the list names the video files under `videos`
-    (`frames` is unused)."""
+    (`frames` is unused). `val_fraction` and `test_fraction` split the folders format's
+    videos class by class (stratified_split)."""
     cfg = get_dataset_config(dataset or DEFAULT_DATASET[fmt])
+    for option, value in (('--val_fraction', val_fraction), ('--test_fraction', test_fraction)):
+        if not 0 <= value < 1:
+            raise UserError(f'{option} {value:g} is impossible; give a fraction from 0 to 1, '
+                            f'e.g. 0.2')
+    fractions = val_fraction > 0 or test_fraction > 0
+    if fractions and val_fraction + test_fraction >= 1:
+        raise UserError(f'--val_fraction {val_fraction:g} and --test_fraction '
+                        f'{test_fraction:g} leave nothing to train on; give fractions that '
+                        f'sum to less than 1')
+    if fractions and (fmt != 'folders' or split_folders):
+        raise UserError('--val_fraction/--test_fraction split the videos of the folders format '
+                        '(one folder per class, without --split_folders); the other formats '
+                        'and --split_folders come with their splits')
+    if fractions and split not in SPLITS:
+        raise UserError(f'--split {split}: --val_fraction/--test_fraction split the videos into '
+                        f'{", ".join(SPLITS)}; give one or more of those')
     if from_videos and not videos:
         raise SystemExit('error: --from_videos needs --videos (the root of the video files)')
     for option, path, kind in (('--videos', videos, 'folder'), ('--ann', ann, 'file'),
@@ -337,11 +452,18 @@ def make_list(fmt: str, frames: str, out: str, split: str, ann: str | None = Non
         if not os.path.isdir(root):
             raise UserError(f'{root}: no such folder (--split_folders reads '
                             f'<videos>/<split>/<class>/<video>); check --split')
-        entries = parse_folders(videos, split, split_folders, val_fraction, from_videos)
+        entries = parse_folders(videos, split, split_folders, val_fraction, from_videos,
+                                test_fraction)
     else:
         if not ann:
             raise SystemExit(f'error: {fmt} format needs --ann')
-        entries = PARSERS[fmt](ann, split)
+        try:
+            entries = PARSERS[fmt](ann, split)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+            what = f'no field {exc}' if isinstance(exc, KeyError) else f'{exc}'
+            raise UserError(f'--ann {ann}: not a {fmt} annotation file ({what}); check --ann '
+                            f'and the format (see --help)') from None
     if classes_file:
         classes = read_classes(classes_file)
     else:
@@ -378,12 +500,16 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--split_folders', action='store_true',
                    help='folders format: --videos holds <split>/<class>/<video>')
     p.add_argument('--val_fraction', type=float, default=0.0,
-                   help='folders format without split folders: this fraction of the videos '
-                        '(chosen by a hash of the path, deterministic) goes to val, the rest '
-                        'to train')
-    p.add_argument('--split', default='train',
-                   help="split name: writes --dataset's list of it (<out>/<split>.txt, "
-                        "mini_<split>.txt for the mini datasets)")
+                   help='folders format without split folders: this fraction of each class '
+                        'goes to val (at least one video of a class of 2 or more; chosen by a '
+                        'hash of the path: the same split every run)')
+    p.add_argument('--test_fraction', type=float, default=0.0,
+                   help='the same for test (at least one video of a class of 3 or more); '
+                        'the rest is train')
+    p.add_argument('--split', nargs='+', default=['train'],
+                   help="split names: writes --dataset's list of each (<out>/<split>.txt, "
+                        "mini_<split>.txt for the mini datasets); several only for the "
+                        "folders format, e.g. --split train val test")
     p.add_argument('--frames', help='root of the extracted frame folders (not with '
                                     '--from_videos)')
     p.add_argument('--from_videos', action='store_true',
@@ -392,12 +518,36 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--count', choices=('demux', 'decode'), default='demux',
                    help='--from_videos: count frames from the packets where that equals '
                         'decoding (h264, mpeg4, vp9), or always by decoding')
-    p.add_argument('-j', '--workers', type=int, default=1, help='--from_videos: processes')
+    p.add_argument('-j', '--workers', type=int, default=1,
+                   help='--from_videos: processes (up to the CPU cores: nproc says how many)')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     p.add_argument('--out', default=None,
                    help='where the list goes (default: --frames, or --videos with --from_videos)')
-    p.add_argument('--image_tmpl', default='{:05d}.jpg', help='frame file names')
+    p.add_argument('--image_tmpl', default='{:05d}.jpg',
+                   help='frame file names; folders named otherwise (00001.png) are listed by '
+                        'the names they hold, with a note')
     return p
+
+
+def report(stats: dict, image_tmpl: str, classes: list) -> None:
+    """Print what make_list wrote: one line, then notes on frames numbered from 0, frames
+    named otherwise than --image_tmpl and classes missing from the list."""
+    s = stats
+    per_class = [s.get('per_class', {}).get(c, 0) for c in range(len(classes))]
+    spread = (f' ({min(per_class)}-{max(per_class)} a class)' if per_class and
+              min(per_class) != max(per_class) else f' ({per_class[0]} a class)' if per_class
+              else '')
+    print(f'{s["list"]}: {s["written"]} videos{spread}, {s["classes"]} classes; '
+          f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
+    if s.get('from_zero'):
+        print(f'note: {s["from_zero"]} videos have frames numbered from 0: listed from 0')
+    for tmpl, n in sorted(s.get('templates', {}).items()):
+        print(f'note: {n} videos have frames named {tmpl!r}, not --image_tmpl {image_tmpl!r}: '
+              f'give train.py, test.py and tools/check_dataset.py --image_tmpl {tmpl!r}')
+    absent = [name for name, n in zip(classes, per_class) if not n]
+    if absent and s['written']:
+        print(f'note: {len(absent)} of {len(classes)} classes have no video in this list (first: '
+              f'{absent[0]!r}); a class needs 2 videos for one in val, 3 for one in test too')
 
 
 def main(argv=None) -> int:
@@ -405,14 +555,18 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not a.from_videos and not a.frames:
         p.error('--frames is required (or --from_videos with --videos)')
+    if len(a.split) > 1 and a.format != 'folders':
+        p.error(f'--split takes one split for the {a.format} format (--ann is the annotation '
+                f'file of that split)')
     out = a.out or (a.videos if a.from_videos else a.frames)
-    s = make_list(a.format, a.frames, out, a.split, a.ann, a.classes, a.videos, a.split_folders,
-                  a.val_fraction, a.image_tmpl, a.from_videos, a.workers, a.count, a.quiet,
-                  a.dataset)
-    print(f'{s["list"]}: {s["written"]} videos, {s["classes"]} classes; '
-          f'{s["missing"]} without frames, {s["unknown_label"]} with unknown labels')
+    for split in a.split:
+        s = make_list(a.format, a.frames, out, split, a.ann, a.classes, a.videos,
+                      a.split_folders, a.val_fraction, a.image_tmpl, a.from_videos, a.workers,
+                      a.count, a.quiet, a.dataset, a.test_fraction)
+        report(s, a.image_tmpl, read_categories(os.path.join(out, 'categories.txt'))
+               if s['classes'] else [])
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(lambda: sys.exit(main()), trains=False)

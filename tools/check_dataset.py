@@ -10,8 +10,8 @@ it to train.py/test.py as --exclude_list, write a cleaned list (`--write_clean`:
 <list>.clean.txt), or fix the data. Lists are read as utils/list_file.py defines (--dataset
 gives the list names and separator, e.g. mini_train.txt or ';').
 
-Usage:
-    python3 tools/check_dataset.py --root data/synthetic --split train val -j 4
+Usage (-j: up to the CPU cores, nproc says how many):
+    python3 tools/check_dataset.py --root data/synthetic --split train val -j 2
     python3 tools/check_dataset.py --root data/synthetic --split train --use_lmdb
 """
 import argparse
@@ -28,6 +28,8 @@ if ROOT not in sys.path:
 from tqdm import tqdm  # noqa: E402
 
 from utils.dataset_config import get_dataset_config, list_name  # noqa: E402
+from utils.errors import run_main  # noqa: E402
+from utils.frame_files import describe  # noqa: E402
 from utils.list_file import (format_line, format_note, labels_required,  # noqa: E402
                              read_list, write_list, write_report)
 from utils.storage import (FrameReadError, LMDBStorage, VideoMissingError,  # noqa: E402
@@ -75,7 +77,8 @@ def check_entry(task):
         if absent:
             return record, 'missing frames', (f'{folder}: {len(absent)} of {len(names)} '
                                               f'listed frames absent (first: {absent[0]}); '
-                                              f'the list says {start}..{end}')
+                                              f'the list says {start}..{end}, the folder '
+                                              f'{describe(folder, present)}')
         sources = [(os.path.join(folder, n), os.path.join(folder, n)) for n in names] \
             if decode else []
     for src, name in sources:
@@ -182,8 +185,8 @@ def main(argv=None) -> int:
         where = db or a.root
         summary = ', '.join(f'{s[k]} {k}' for k in KINDS)
         print(f'{split}: {s["videos"]} videos checked against {where}: {s["bad"]} bad ({summary})')
-        for _, kind, reason in s['bad_entries'][:10]:
-            print(f'  {kind}: {reason}')
+        for record, kind, reason in s['bad_entries'][:10]:
+            print(f'  {list_file}:{record.line}: {kind}: {reason}')
         if s['bad']:
             print(f'  bad entries written to {s["bad_file"]}')
             if a.write_clean:
@@ -196,4 +199,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(lambda: sys.exit(main()), trains=False)

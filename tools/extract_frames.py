@@ -2,7 +2,8 @@
 """Extract the frames of videos (mp4, webm, mkv, avi, ...) to folders of JPEGs, with PyAV.
 
 `<videos>/<dir>/<name>.<ext>` becomes `<out>/<dir>/<name>/00001.jpg, 00002.jpg, ...` (every
-decoded frame, numbered from 1), the shorter side resized to --short_side keeping the aspect
+decoded frame, numbered from 1), upright (a phone video's display rotation applied:
+utils/video_reader.upright_image), the shorter side resized to --short_side keeping the aspect
 ratio (0 keeps the size). No ffmpeg binary is needed (PyAV bundles the decoders).
 
 - Resumable: a video is extracted into `<name>.part/` and renamed to `<name>/` with a `.done`
@@ -23,7 +24,7 @@ ratio (0 keeps the size). No ffmpeg binary is needed (PyAV bundles the decoders)
 - Optionally writes the list files afterwards (--lists; see tools/annotations.py).
 
 Usage:
-    python3 tools/extract_frames.py --videos raw/ --out data/mine -j 8
+    python3 tools/extract_frames.py --videos raw/ --out data/mine -j 2     (-j: CPU cores)
     python3 tools/annotations.py folders --videos raw/ --frames data/mine --out data/mine
 """
 import argparse
@@ -42,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.errors import is_disk_full, run_main  # noqa: E402
 from utils.list_file import format_note, read_paths, write_report  # noqa: E402
-from utils.video_reader import VIDEO_EXTENSIONS, resized_size  # noqa: E402,F401
+from utils.video_reader import VIDEO_EXTENSIONS, resized_size, upright_image  # noqa: E402,F401
 
 
 DONE = '.done'
@@ -117,7 +118,6 @@ def extract_video(task) -> tuple:
                                                f'(extracted before)')
         return video_path, 'skip', count or 0, ''
     import av
-    from PIL import Image
     part = folder.rstrip('/') + '.part'
     for mine in (part, folder):
         if os.path.lexists(mine) and not (os.path.isdir(mine) and not os.path.islink(mine)
@@ -137,10 +137,7 @@ def extract_video(task) -> tuple:
             header_frames = stream.frames or 0
             try:
                 for frame in container.decode(stream):
-                    img = frame.to_image()
-                    size = resized_size(img.width, img.height, short_side)
-                    if size != img.size:
-                        img = img.resize(size, Image.BILINEAR)
+                    img = upright_image(frame, short_side)      # turned as the phone meant
                     count += 1
                     img.save(os.path.join(part, tmpl.format(count)), quality=quality)
             except (av.FFmpegError, ValueError, OSError) as exc:

@@ -202,8 +202,8 @@ def write_out(path: str, rows: list[dict], errors: list[dict]) -> None:
 
 def plot_timeline(path: str, rows: list[dict], names: list[str], top: int = 5) -> None:
     """The scores against time of the classes with the highest mean score over the windows."""
-    import matplotlib
-    matplotlib.use('Agg')
+    from utils import figures
+    figures.setup()                      # class names in any script, no glyph warnings
     import matplotlib.pyplot as plt
     probs = np.stack([r['_probs'] for r in rows])
     centres = [(r['start_s'] + r['end_s']) / 2 for r in rows]

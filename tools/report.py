@@ -30,7 +30,8 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from utils import confusion  # noqa: E402
+from utils import confusion, figures  # noqa: E402
+from utils.errors import UserError, run_main  # noqa: E402
 
 COLUMNS = [  # (csv key, markdown header)
     ('run', 'run'), ('model', 'model'), ('frames', 'frames'), ('params_m', 'params (M)'),
@@ -201,13 +202,13 @@ def _accuracy_panel(ax, rows, labels, key: str, ylabel: str, title: str) -> None
     ax.set(xlabel='GFLOPs per clip (2 x conv GMACs)', ylabel=ylabel)
     ax.set_title(title, fontsize=9)
     ax.set_xlim(min(xs) - 0.05 * xspan, max(xs) + 0.45 * xspan)   # room for the labels
+    figures.keep_span(ax, ys, 10, 0, 100)
     ax.grid(alpha=0.3)
 
 
 def plot(runs: list[dict], out: str) -> list[str]:
     """accuracy_vs_gflops.png and curves.png in `out`; returns their paths."""
-    import matplotlib
-    matplotlib.use('Agg')
+    figures.setup()
     import matplotlib.pyplot as plt
     rows = []
     for run in runs:                         # the test top-1, or the best val's if none ran
@@ -240,10 +241,18 @@ def plot(runs: list[dict], out: str) -> list[str]:
         loss.plot(epochs, [e['train_loss'] for e in run['epochs']], marker='.', label=label)
     top.set(xlabel='epoch', ylabel='val top-1 (%)', title='validation top-1')
     loss.set(xlabel='epoch', ylabel='train loss', title='training loss')
+    # Flat curves (a run that learnt nothing yet) on a readable scale, not +-0.04.
+    figures.keep_span(top, [e['val_top1'] for r in runs for e in r['epochs']], 10, 0, 100)
+    losses = [e['train_loss'] for r in runs for e in r['epochs']]
+    figures.keep_span(loss, losses, max(0.1, 0.2 * max(map(abs, losses), default=0)), 0)
     from matplotlib.ticker import MaxNLocator
+    epochs = [e['epoch'] for r in runs for e in r['epochs']]
     for ax in (top, loss):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if max(epochs) - min(epochs) < 2:          # 1 or 2 epochs: whole numbers, not 0.95
+            ax.set_xticks(range(min(epochs), max(epochs) + 1))
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     top.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths[1], dpi=120)
@@ -253,12 +262,14 @@ def plot(runs: list[dict], out: str) -> list[str]:
 
 def expand(patterns: list[str]) -> list[str]:
     """The folders the arguments name: each a folder or a glob (a shell leaves an unmatched
-    or quoted one as it is); in the order given, each once."""
+    or quoted one as it is; the files it matches, such as predictions written beside the
+    runs, are no runs); in the order given, each once."""
     out = []
     for p in patterns:
-        found = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
+        found = [f for f in sorted(glob.glob(p)) if os.path.isdir(f)] if glob.has_magic(p) \
+            else [p]
         if not found:
-            print(f'warning: {p}: matches nothing', file=sys.stderr)
+            print(f'warning: {p}: matches no folder', file=sys.stderr)
         for f in found:
             if f not in out:
                 out.append(f)
@@ -278,9 +289,10 @@ def main(argv=None) -> int:
         except NotARun as exc:
             print(f'warning: {folder}: {exc}; left out', file=sys.stderr)
     if not runs:
-        print('error: no run to report (a run folder holds run.json and metrics.jsonl, as '
-              'train.py writes them)', file=sys.stderr)
-        return 1
+        given = ' '.join(repr(r) for r in args.runs)
+        raise UserError(f'no run to report in {given} (a run folder holds run.json and '
+                        f'metrics.jsonl, as train.py writes them under --logdir); give the '
+                        f'run folders or a pattern of them, e.g. \'logs/*\'')
     os.makedirs(args.out, exist_ok=True)
     rows = [r['row'] for r in runs]
     table = markdown(rows)
@@ -295,4 +307,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(lambda: sys.exit(main()), trains=False)

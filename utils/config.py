@@ -55,7 +55,8 @@ class DataConfig:
     std: tuple[float, ...] | None = None
     storage: str = 'folders'
     video_short_side: int = 0
-    exclude_list: str | None = None
+    exclude_list: tuple[str, ...] | None = None   # (utils.video_dataset.exclusions_for)
+    image_tmpl: str | None = None        # None: the dataset's ({:05d}.jpg)
     allow_outside_root: bool = False     # list paths may leave --datadir (absolute, ..)
     workers: int = 2
     max_bad_ratio: float = 0.01
@@ -74,8 +75,12 @@ class DataConfig:
 
     @property
     def dataset_config(self) -> dict:
-        """The dataset's list names, separator, frame names (utils/dataset_config.py)."""
-        return get_dataset_config(self.dataset)
+        """The dataset's list names, separator, frame names (utils/dataset_config.py), with
+        --image_tmpl's frame names when given."""
+        cfg = get_dataset_config(self.dataset)
+        if self.image_tmpl:
+            cfg['image_tmpl'] = self.image_tmpl
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,8 @@ class Config:
 
         data = take(DataConfig, storage=storage_kind(args), workers=capped_workers(
             args.workers, args.no_worker_cap), num_classes=0,
-            scale_range=tuple(args.scale_range) if args.scale_range else None, mean=None, std=None)
+            scale_range=tuple(args.scale_range) if args.scale_range else None, mean=None, std=None,
+            exclude_list=exclusion_files(getattr(args, 'exclude_list', None)))
         mean, std = input_stats(fam.imagenet, data.channels, data.modality, args.mean, args.std)
         data = dataclasses.replace(data, mean=mean, std=std)
         model = ModelConfig.from_namespace(args, getattr(args, 'num_classes', None) or 0)
@@ -199,6 +205,13 @@ class Config:
             self, model=dataclasses.replace(self.model, num_classes=num_classes),
             data=dataclasses.replace(self.data, num_classes=num_classes),
             options=dict(self.options, num_classes=num_classes))
+
+
+def exclusion_files(value) -> tuple[str, ...] | None:
+    """--exclude_list as a tuple of files (a checkpoint of an older version stores one path)."""
+    if not value:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def storage_kind(args) -> str:

@@ -128,20 +128,32 @@ def within_pair_accuracy(scores: np.ndarray, labels, pairs) -> tuple[float | Non
 def plot_confusion(cm: np.ndarray, names: list[str], path: str, top: int = 20,
                    title: str = ''):
     """Draw the row-normalised confusion matrix in `confusion_order` with the `top` most
-    confused pairs listed beside it, save it as a PNG at `path` and return the figure (the
+    confused pairs listed under it, save it as a PNG at `path` and return the figure (the
     caller closes it). Counts are written in the cells only up to 30 classes; tick labels
     shrink with the number of classes (readable at 174 on the saved image)."""
-    import matplotlib
-    matplotlib.use('Agg')
+    from utils import figures
+    figures.setup()
     import matplotlib.pyplot as plt
     n = cm.shape[0]
     order = confusion_order(cm)
     m = cm[np.ix_(order, order)].astype(float)
     rows = m.sum(axis=1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    side = min(max(6.0, 0.11 * n), 24.0)
-    fig, (ax, side_ax) = plt.subplots(1, 2, figsize=(side + 5.5, side + 1.5),
-                                      gridspec_kw=dict(width_ratios=[side, 5.0]))
+    lines = [f'most confused, up to {top} (true -> predicted: videos, % of true)']
+    for t, p, count, pct in most_confused_pairs(cm, top):
+        lines.append(f'{names[t] if t < len(names) else t} -> '
+                     f'{names[p] if p < len(names) else p}: {count} ({pct:.0f}%)')
+    if len(lines) == 1:
+        lines.append('(none: no video was misclassified)')
+    # The pairs go under the matrix, in a panel as tall as their lines (8 pt, 1.25 line
+    # spacing) and as wide as the longest (monospace ~0.6 em a character, CJK two), so that
+    # the picture is as large as what it shows (bbox_inches='tight' trims the rest).
+    text_width = max(sum(2 if ord(ch) > 0x2E7F else 1 for ch in ln) for ln in lines) * 8 * 0.6 / 72
+    text_height = 0.2 + len(lines) * 8 * 1.25 / 72
+    side = min(max(4.0, 0.11 * n), 24.0)
+    fig, (ax, side_ax) = plt.subplots(2, 1, figsize=(max(side + 2.5, text_width + 0.5),
+                                                     side + 2.5 + text_height),
+                                      gridspec_kw=dict(height_ratios=[side + 1.5, text_height]))
     side_ax.axis('off')
     im = ax.imshow(norm, cmap='Blues', vmin=0, vmax=1, interpolation='nearest')
     labels = [names[c] if c < len(names) else str(c) for c in order]
@@ -159,16 +171,10 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: str, top: int = 20,
                     ax.text(c, r, str(int(m[r, c])), ha='center', va='center', fontsize=7,
                             color='white' if norm[r, c] > 0.5 else 'black')
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, shrink=0.5, label='fraction of the true class')
-    lines = [f'most confused, up to {top} (true -> predicted: videos, % of true)']
-    for t, p, count, pct in most_confused_pairs(cm, top):
-        lines.append(f'{names[t] if t < len(names) else t} -> '
-                     f'{names[p] if p < len(names) else p}: {count} ({pct:.0f}%)')
-    if len(lines) == 1:
-        lines.append('(none: no video was misclassified)')
     side_ax.text(0.0, 1.0, '\n'.join(lines), ha='left', va='top', fontsize=8,
-                 family='monospace', transform=side_ax.transAxes)
+                 family=figures.monospace(), transform=side_ax.transAxes, linespacing=1.25)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches='tight', pad_inches=0.15)    # no empty margins
     return fig
 
 

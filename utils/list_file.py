@@ -35,7 +35,7 @@ bytes that are not UTF-8 (a file name from another system) pass through unchange
 """
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from utils.errors import UserError
 
@@ -56,6 +56,7 @@ class VideoRecord:
     start: int
     end: int
     label: int  # NO_LABEL (-1) when the list has none
+    line: int = field(default=0, compare=False)   # its line in the list file (0: not read)
 
     @property
     def num_frames(self) -> int:
@@ -161,7 +162,7 @@ def read_list(list_file: str, sep: str = ' ', num_classes: int | None = None,
                 rng = f'0..{top}' if num_classes is not None else '0 or more'
                 raise bad(f'label {label} is outside {rng}',
                           'check the list against categories.txt and --dataset')
-        records[lineno] = VideoRecord(path, start, end, label)
+        records[lineno] = VideoRecord(path, start, end, label, lineno)
     return [records[lineno] for lineno, _ in lines]
 
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.config import DataConfig, EvalConfig
+from utils.frame_files import describe, frame_span, guess_template
 from utils.list_file import (ListFileError, VideoRecord, labels_required,  # noqa: F401
                              read_exclusions, read_list)
 from utils.sampling import frames_per_clip, sample_indices
@@ -35,6 +36,49 @@ def read_exclusion_list(path: str, sep: str = ' ') -> set[str]:
     """Video paths to leave out (tools/check_dataset.py's bad-entries file, a list file, or one
     path a line; utils/list_file.read_exclusions); lines starting with # are comments."""
     return set().union(*read_exclusions(path, sep))
+
+
+def exclusions_for(list_file: str, exclude_lists, list_names) -> list[str]:
+    """The files of --exclude_list that apply to `list_file`: one named after a list of the
+    dataset as tools/check_dataset.py names its bad entries (`<list stem>.bad.txt`, e.g.
+    train.bad.txt for `list_names` train.txt val.txt test.txt) applies to that list alone; any
+    other file applies to every list."""
+    if isinstance(exclude_lists, str):
+        exclude_lists = [exclude_lists]
+    stems = {os.path.splitext(name)[0] for name in list_names}
+    this = os.path.splitext(os.path.basename(list_file))[0]
+    out = []
+    for path in exclude_lists or ():
+        base = os.path.basename(path)
+        for_list = base[:-len('.bad.txt')] if base.endswith('.bad.txt') else None
+        if for_list not in stems or for_list == this:
+            out.append(path)
+    return out
+
+
+_EMPTY_WARNED: set = set()      # exclusion files said to be empty (once a process)
+
+
+def leave_out(records: list[VideoRecord], list_file: str, files: list[str],
+              sep: str) -> list[VideoRecord]:
+    """The records that no exclusion file names, with one warning a file: how many videos it
+    left out of the list (an empty file: said once, whatever the splits)."""
+    left = records
+    paths = {r.path for r in records}
+    for path in files:
+        entries = read_exclusions(path, sep)
+        if not entries:
+            if path not in _EMPTY_WARNED:
+                _EMPTY_WARNED.add(path)
+                log.warning('--exclude_list %s lists no video: nothing left out', path)
+            continue
+        excluded = set().union(*entries)
+        kept = [r for r in left if r.path not in excluded]
+        log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d entries are not '
+                    'in this list)', list_file, len(left) - len(kept), path,
+                    sum(1 for e in entries if not e & paths), len(entries))
+        left = kept
+    return left
 
 
 class VideoDataset(Dataset):
@@ -125,8 +169,9 @@ class VideoDataset(Dataset):
                 return dict(clip=clip, label=record.label, index=i, bad=int(attempt > 0))
             except FrameReadError as exc:
                 log.warning('replacing unreadable training video: %s', exc)
+                last = exc
         raise FrameReadError(f'{self.max_retries + 1} videos in a row from index {index} could '
-                             f'not be read; is the data directory right?')
+                             f'not be read (the last: {last}); is the data directory right?')
 
     def _zeros_like_views(self) -> torch.Tensor:
         t = self.transform
@@ -146,14 +191,9 @@ def build_dataset(data: DataConfig, split: str, train: bool, views: EvalConfig |
     records = parse_list_file(list_file, cfg['sep'], data.num_classes, labels_required(split),
                               None if data.allow_outside_root else f'--datadir {data.datadir}')
     if data.exclude_list:
-        entries = read_exclusions(data.exclude_list, cfg['sep'])
-        excluded = set().union(*entries)
-        left = [r for r in records if r.path not in excluded]
-        paths = {r.path for r in records}
-        log.warning('%s: %d videos left out by --exclude_list %s (%d of its %d entries are not '
-                    'in this list)', list_file, len(records) - len(left), data.exclude_list,
-                    sum(1 for e in entries if not e & paths), len(entries))
-        records = left
+        lists = [cfg[f'{s}_list'] for s in ('train', 'val', 'test')]
+        records = leave_out(records, list_file, exclusions_for(list_file, data.exclude_list,
+                                                               lists), cfg['sep'])
     # As the original, the test split keeps its short videos: every one gets a prediction.
     kept = records if split == 'test' else [r for r in records
                                             if r.num_frames >= cfg['min_frames']]
@@ -174,6 +214,9 @@ def build_dataset(data: DataConfig, split: str, train: bool, views: EvalConfig |
                                   eval_scale_size(data.input_size, data.disable_scaleup),
                                   views.num_crops, flow=flow)
     storage = open_checked_storage(data, split, kept)
+    if data.storage == 'folders':
+        check_listed_frames(data.datadir, list_file, kept,
+                            cfg['flow_tmpl'] if flow else cfg['image_tmpl'], flow)
     return VideoDataset(kept, storage, data.groups, data.frames_per_group, data.dense_sampling,
                         train, transform, data.random_sampling, views.num_clips, seed,
                         flow_length=data.flow_length if flow else 0, flow_tmpl=cfg['flow_tmpl'])
@@ -187,3 +230,44 @@ def open_checked_storage(data: DataConfig, split: str, records: list[VideoRecord
     check_found(storage, split, [r.path for r in records],
                 missing_hint(data.storage, data.datadir, split))
     return storage
+
+
+def check_listed_frames(root: str, list_file: str, records: list[VideoRecord], tmpl: str,
+                        flow: bool = False) -> None:
+    """Frame folders: the first and last frame of each line are files (two stats a video,
+    before training). When no line's frames are there (frames named otherwise than `tmpl`, or
+    numbered otherwise than the list) it is an error, and when some lines' are not a warning
+    (a clip that needs a missing frame counts as unreadable), each naming the first such line
+    (file:line), the template and what its folder holds. Folders that are not there at all are
+    check_found's to report."""
+    bad, absent = [], 0
+    for r in records:
+        folder = os.path.join(root, r.path)
+        names = frame_names(tmpl, r.start) + frame_names(tmpl, r.end)
+        if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            if os.path.isdir(folder):
+                bad.append(r)
+            else:
+                absent += 1
+    if not bad:
+        return
+    r = bad[0]
+    folder = os.path.join(root, r.path)
+    names = os.listdir(folder)
+    guessed = None if flow else guess_template(names)
+    span = frame_span(names, tmpl)
+    if guessed and guessed != tmpl and frame_span(names, guessed):
+        todo = f'the frames are named {guessed!r}: give --image_tmpl {guessed!r}'
+    elif span:
+        todo = (f'the folder has frames {span[0]}..{span[1]}: write the list again with '
+                f'tools/annotations.py (it reads the numbering from the folders)')
+    else:
+        todo = 'check the folder, the list and the frame names'
+    where = (f'{list_file}:{r.line}: frames {r.start}..{r.end} of {r.path!r} (named {tmpl!r}) '
+             f'are not all in {folder}, which {describe(folder, names)}')
+    if len(bad) == len(records) - absent:
+        raise ListFileError(f'{where}; {todo} (every line of the list whose folder is there is '
+                            f'like this)')
+    log.warning('%s: %d of %d videos list frames that are not on disk, e.g. %s; %s '
+                '(tools/check_dataset.py lists them all; they count as unreadable)',
+                list_file, len(bad), len(records), where, todo)

@@ -47,6 +47,69 @@ def resized_size(w: int, h: int, short_side: int) -> tuple:
     return max(1, round(w * short_side / h)), short_side
 
 
+# The PIL operation that puts a decoded picture upright, for each (transposed, rows flipped,
+# columns flipped) of display_orientation: e.g. transposed then columns flipped is a quarter
+# turn clockwise.
+_UPRIGHT = {(False, False, True): Image.Transpose.FLIP_LEFT_RIGHT,
+            (False, True, False): Image.Transpose.FLIP_TOP_BOTTOM,
+            (False, True, True): Image.Transpose.ROTATE_180,
+            (True, False, False): Image.Transpose.TRANSPOSE,
+            (True, False, True): Image.Transpose.ROTATE_270,
+            (True, True, False): Image.Transpose.ROTATE_90,
+            (True, True, True): Image.Transpose.TRANSVERSE}
+
+
+def display_orientation(frame) -> tuple[bool, bool, bool]:
+    """(transposed, rows flipped, columns flipped): how the display matrix of a decoded PyAV
+    frame maps its picture to the screen; (False, False, False) without one, or for a matrix
+    that is not a right-angle turn or mirroring (kept as decoded).
+
+    FFmpeg's matrix [a b u; c d v; x y w] (16.16 fixed point, the mp4 `tkhd` layout) maps a
+    pixel (column p, row q) to (a p + c q, b p + d q), up to a shift. A phone's portrait video
+    has a = d = 0, b = 1, c = -1 (FFmpeg's rotation -90): the picture transposed, its columns
+    reversed, i.e. turned a quarter clockwise."""
+    matrix = None
+    try:
+        # A container of its own, not frame.side_data: that one is cached on the frame and
+        # refers back to it, a reference cycle that keeps every decoded picture alive until the
+        # garbage collector runs (and a forked process that runs it can hang in FFmpeg).
+        from av.sidedata.sidedata import SideDataContainer
+        entry = SideDataContainer(frame).get('DISPLAYMATRIX')
+        if entry is not None:
+            matrix = np.frombuffer(bytes(memoryview(entry)), dtype='<i4', count=9)
+    except (ImportError, TypeError, ValueError, KeyError):
+        matrix = None
+    if matrix is None:                        # an older PyAV: the rotation alone, if any
+        turns = round(getattr(frame, 'rotation', 0) or 0) // 90 % 4
+        return {0: (False, False, False), 1: (True, True, False),     # counter-clockwise
+                2: (False, True, True), 3: (True, False, True)}[turns]
+    a, b, c, d = (int(matrix[k]) for k in (0, 1, 3, 4))
+    if b == c == 0 and a and d:
+        return False, d < 0, a < 0
+    if a == d == 0 and b and c:
+        return True, b < 0, c < 0
+    return False, False, False
+
+
+def upright_image(frame, short_side: int = 0) -> Image.Image:
+    """A decoded PyAV frame as an RGB PIL image turned as its display matrix says
+    (display_orientation), the shorter side resized to `short_side` (0: unchanged; sizes as
+    resized_size gives them for the upright picture). tools/extract_frames.py and
+    VideoStorage both make their frames here, so they agree."""
+    img = frame.to_image()
+    transposed, flip_rows, flip_cols = display_orientation(frame)
+    w, h = img.size
+    if transposed:                            # resize first: fewer pixels to turn
+        tw, th = resized_size(h, w, short_side)
+        size = (th, tw)
+    else:
+        size = resized_size(w, h, short_side)
+    if size != img.size:
+        img = img.resize(size, Image.BILINEAR)
+    op = _UPRIGHT.get((transposed, flip_rows, flip_cols))
+    return img.transpose(op) if op is not None else img
+
+
 class _Untrusted(Exception):
     """A decoded frame does not fit the packet index; decode sequentially instead."""
 
@@ -164,12 +227,9 @@ class VideoStorage:
         return np.stack([frames[n] for n in numbers])
 
     def _image(self, frame) -> np.ndarray:
-        # The same conversion and resize as tools/extract_frames.py, so clips match its JPEGs.
-        img = frame.to_image()
-        size = resized_size(img.width, img.height, self.short_side)
-        if size != img.size:
-            img = img.resize(size, Image.BILINEAR)
-        return np.asarray(img)
+        # The same conversion, turn and resize as tools/extract_frames.py, so clips match its
+        # JPEGs.
+        return np.asarray(upright_image(frame, self.short_side))
 
     def _decode(self, path: str, wanted: list, seek: bool) -> dict:
         """{number: frame} for the sorted, distinct `wanted` numbers. Numbers come from
