@@ -96,7 +96,7 @@ def test_spawned_two_processes_train_checkpoint_and_resume(data, trained, tmp_pa
     assert log.count('epoch 1/2') == 1 and log.count('epoch 2/2') == 1
     assert 'on 5 videos' in log                      # validation counted every video once
     assert sorted(os.listdir(folder)) == sorted(
-        ['checkpoint.pth.tar', 'model_best.pth.tar', 'log.txt', 'metrics.jsonl', 'run.json']
+        ['.lock', 'checkpoint.pth.tar', 'model_best.pth.tar', 'log.txt', 'metrics.jsonl', 'run.json']
         + [os.path.basename(p) for p in glob.glob(os.path.join(folder, 'events.out.*'))])
     # Every rank resumes from rank 0's checkpoint and goes on with epoch 3.
     res = run([PY, 'train_dist.py', *spawn2(free_port()),
@@ -171,19 +171,21 @@ def test_distributed_evaluation_counts_each_video_once_and_equals_one_process(
     assert float(line.split()[2]) == pytest.approx(single['loss'], rel=1e-6)
     # test.py: 7 test videos x 2 clips over 2 processes; rank 0 gathers and writes the files.
     extra = ['--pretrained', ckpt, '--eval_split', 'test', '--num_clips', '2']
-    run([PY, 'test.py', *spawn2(free_port()), *common(data, tmp_path / 'dt', *extra)])
+    out = {x: str(tmp_path / x) for x in ('dt', 'st')}        # test.py's --output folders
+    run([PY, 'test.py', *spawn2(free_port()), *common(data, tmp_path / 'dt', *extra),
+         '--output', out['dt']])
     ref = test_entry.main([a for a in common(data, tmp_path / 'st', *extra)
-                           if a not in ('--dist_timeout', '20')])
+                           if a not in ('--dist_timeout', '20')] + ['--output', out['st']])
     tag = 'test_2clips_1crops'
-    d_scores = np.load(os.path.join(tmp_path, 'dt', RUN, f'{tag}_scores.npy'))
-    s_scores = np.load(os.path.join(tmp_path, 'st', RUN, f'{tag}_scores.npy'))
+    d_scores = np.load(os.path.join(out['dt'], f'{tag}_scores.npy'))
+    s_scores = np.load(os.path.join(out['st'], f'{tag}_scores.npy'))
     assert d_scores.shape == s_scores.shape == (7, 4)
     assert np.allclose(d_scores, s_scores, rtol=1e-5, atol=1e-6)
-    rows = [list(csv.reader(open(os.path.join(tmp_path, x, RUN, f'{tag}_predictions.csv'))))
+    rows = [list(csv.reader(open(os.path.join(out[x], f'{tag}_predictions.csv'))))
             for x in ('dt', 'st')]
     assert [r[:3] for r in rows[0]] == [r[:3] for r in rows[1]]     # same videos, same order
     assert len({r[0] for r in rows[0][1:]}) == 7                      # each video once
-    d_log = open(os.path.join(tmp_path, 'dt', RUN, 'log.txt')).read()
+    d_log = open(os.path.join(out['dt'], 'test_log.txt')).read()
     assert (f'top1 {ref["top1"]:.2f} top5 {ref["top5"]:.2f} mean class accuracy '
             f'{ref["mean_class_acc"]:.2f} on 7 videos') in d_log
 

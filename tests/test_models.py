@@ -266,7 +266,9 @@ def test_weights_that_do_not_fit_are_listed(tmp_path):
     torch.save(build(depth=18, backbone_net='i3d_resnet').state_dict(), path)
     with pytest.raises(SystemExit) as err:
         load_pretrained(build(depth=18), str(path))
-    assert 'shape: conv1.weight' in str(err.value) and 'do not fit' in str(err.value)
+    assert 'do not fit' in str(err.value) and 'of another shape (first: conv1.weight' in \
+        str(err.value)                           # one line; every key in the log's details
+    assert 'shape: conv1.weight: file (64, 3, 3, 7, 7) vs model (64, 3, 7, 7)' in err.value.details
 
 
 # torchvision's video ResNet layout, written out independently of models/: key names and shapes,

@@ -398,14 +398,14 @@ def test_distributed_test_py_over_two_nodes_equals_one_process(cluster, data, re
             '--num_clips', '2']
     procs = [cluster.start(node, [PY, 'test.py', '--world-size', '2', '--rank', r,
                                   '--dist-url', 'tcp://node0:29407', '--dist_timeout', '20',
-                                  '--logdir', tmp_path / 'two', *args], f'{tmp_path}/{node}')
+                                  '--output', tmp_path / 'two', *args], f'{tmp_path}/{node}')
              for r, node in enumerate(('node0', 'node1'))]
     assert finish(procs) == [0, 0], [text(p, 'err') for p in procs]
     assert 'network: eth1 (10.231.1.2) reaches node0' in text(procs[1])
-    single = test_entry.main(args + ['--logdir', str(tmp_path / 'one')])
+    single = test_entry.main(args + ['--output', str(tmp_path / 'one')])
     line = (f'top1 {single["top1"]:.2f} top5 {single["top5"]:.2f} mean class accuracy '
             f'{single["mean_class_acc"]:.2f} on {single["count"]} videos')
     assert line in text(procs[0]), text(procs[0])
     tag = 'val_2clips_1crops'
-    two = np.load(os.path.join(tmp_path, 'two', RUN, f'{tag}_scores.npy'))
+    two = np.load(os.path.join(tmp_path, 'two', f'{tag}_scores.npy'))
     assert np.allclose(two, single['scores'], rtol=1e-5, atol=1e-6)

@@ -195,10 +195,14 @@ def test_released_commands_are_the_originals_template(zoo, tmp_path):
 
 
 def test_readme_evaluates_the_released_models_as_the_zoo(zoo):
-    """The README's commands for released files give test.py the zoo's options."""
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
-        lines = [line for line in f if line.startswith('python3 test.py') and '-f32.pth' in line]
-    assert len(lines) == 2
+    """The README's and the models page's commands for released files give test.py the zoo's
+    options."""
+    lines = []
+    for page in ('README.md', 'docs/models.md'):
+        with open(os.path.join(ROOT, page), encoding='utf-8') as f:
+            lines += [line for line in f if line.startswith('python3 test.py')
+                      and '-f32.pth' in line]
+    assert len(lines) == 3
 
     def what(cfg):     # all but where the data and the logs are
         return (cfg.model, dataclasses.replace(cfg.data, datadir='', workers=0), cfg.eval,
