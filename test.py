@@ -135,8 +135,10 @@ def parse_with_checkpoint(argv) -> tuple[Config, list]:
     taken = with_checkpoint_options(parser, stored, first.pretrained) if stored else {}
     cfg, notes, args = parse_config(parser, argv, 'test', from_checkpoint=tuple(taken))
     notes += checkpoint_conflicts(args, taken, first.pretrained)
+    plain = test_parser()                   # (only what differs from the defaults is shown)
     shown = [f'--{k} {" ".join(map(str, v)) if isinstance(v, list) else v}'
-             for k, v in taken.items() if k not in args.given_options]
+             for k, v in taken.items()
+             if k not in args.given_options and v != plain.get_default(k)]
     if shown:
         notes.append(f'options from {first.pretrained}: {" ".join(shown)}')
     elif not stored:

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from utils.synthetic import CLASS_NAMES, generate  # noqa: E402
+from utils.synthetic import CLASS_NAMES, DEFAULTS as D, generate  # noqa: E402
 
 
 def arg_parser() -> argparse.ArgumentParser:
@@ -32,14 +32,15 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument('--root', default='data/synthetic',
                    help='output folder; must be new, empty, or written by this tool before '
                         '(its files are then replaced)')
-    p.add_argument('--seed', type=int, default=0, help='seed; same options => identical files')
-    p.add_argument('--videos_per_class', type=int, default=40, help='training videos per class')
-    p.add_argument('--val_per_class', type=int, default=10,
+    p.add_argument('--seed', type=int, default=D['seed'], help='seed; same options => identical files')
+    p.add_argument('--videos_per_class', type=int, default=D['videos_per_class'],
+                   help='training videos per class')
+    p.add_argument('--val_per_class', type=int, default=D['val_per_class'],
                    help='videos per class in each of val and test')
-    p.add_argument('--height', type=int, default=128, help='frame height in pixels')
-    p.add_argument('--width', type=int, default=160, help='frame width in pixels')
-    p.add_argument('--min_frames', type=int, default=24, help='fewest frames in a video')
-    p.add_argument('--max_frames', type=int, default=48, help='most frames in a video')
+    p.add_argument('--height', type=int, default=D['height'], help='frame height in pixels')
+    p.add_argument('--width', type=int, default=D['width'], help='frame width in pixels')
+    p.add_argument('--min_frames', type=int, default=D['min_frames'], help='fewest frames in a video')
+    p.add_argument('--max_frames', type=int, default=D['max_frames'], help='most frames in a video')
     p.add_argument('--classes', type=int, default=None,
                    help=f'keep only the first N of the {len(CLASS_NAMES)} classes (default: all)')
     p.add_argument('--modality', default='rgb', choices=['rgb', 'flow'],
