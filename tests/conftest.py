@@ -16,6 +16,21 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: takes more than about 10 s (deselect with -m "not slow")')
 
 
+# The tests' subprocesses run the entrypoints and tools as a user does; PY starts each in
+# milliseconds from a server that imported torch once (tests/forkserver.py), else it is
+# sys.executable. Not for commands that must start elsewhere (another network namespace) or
+# whose own children a test inspects (torchrun's workers): those use sys.executable.
+import forkserver  # noqa: E402
+
+_SOCKETS = __import__('tempfile').mkdtemp(prefix='fastpython-')
+PY = forkserver.start(_SOCKETS) or sys.executable
+
+
+def pytest_unconfigure(config):
+    forkserver.stop()
+    __import__('shutil').rmtree(_SOCKETS, ignore_errors=True)
+
+
 def make_config(*argv, num_classes: int | None = None, entrypoint: str = 'train'):
     """The Config a command line gives (parsed, validated, frozen, as the entrypoints do), for
     `num_classes` classes when given."""

@@ -26,7 +26,7 @@ import pytest
 from conftest import write_dataset, write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = sys.executable
+from conftest import PY  # noqa: E402  (a fast python: tests/forkserver.py)
 TINY = ['--backbone_net', 'resnet', '-d', '18', '--groups', '2', '--input_size', '32', '-b', '2',
         '-j', '0', '--no_imagenet_pretrained', '--lr_scheduler', 'step', '--lr_steps', '10']
 RUN = 'synthetic-rgb-resnet18-TSN-uniform-f2'

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from conftest import PY  # noqa: E402  (a fast python: tests/forkserver.py)
 from models import build_model, load_imagenet, load_pretrained
 from models.checkpoint_file import SAFE_GLOBALS, load_file
 from conftest import make_config
@@ -59,7 +60,7 @@ def assert_one_error_line(proc, path):
 
 
 def run(args, cwd):
-    return subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([PY] + args, cwd=cwd, capture_output=True, text=True,
                           timeout=300, env={**os.environ, 'PYTHONPATH': ROOT})
 
 

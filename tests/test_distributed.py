@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-PY = sys.executable
+from conftest import PY  # noqa: E402  (a fast python: tests/forkserver.py)
 RUN = 'synthetic-rgb-resnet18-TSN-uniform-f4'
 
 

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from conftest import PY  # (a fast python: tests/forkserver.py)
+
 from utils import engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +35,7 @@ def dry_run(tmp_path_factory):
     out = tmp / 'OUT'
     out.mkdir()
     env = dict(os.environ, OUT=str(out), GPU_CHECK_DIR=str(tmp / 'local'),
-               GPU_CHECK_WHEELS=str(tmp / 'no_wheels'), PYTHON=sys.executable)
+               GPU_CHECK_WHEELS=str(tmp / 'no_wheels'), PYTHON=PY)
     proc = subprocess.run(['bash', os.path.join(ROOT, 'tools', 'gpu_check.sh'), '--dry_run'],
                           cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=HARD_TIMEOUT)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_synthetic
+from conftest import PY  # noqa: E402  (a fast python: tests/forkserver.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = 'synthetic-rgb-resnet18-TSN-uniform-f4'
@@ -72,7 +73,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 def test_train_killed_mid_epoch_continues_to_the_same_weights(data, tmp_path):
-    cmd = [sys.executable, 'train.py', '-j', '1']
+    cmd = [PY, 'train.py', '-j', '1']
     plain = subprocess.run(cmd + options(data, tmp_path / 'plain'), cwd=ROOT, env=env(),
                            capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0, plain.stdout + plain.stderr
@@ -92,7 +93,7 @@ def test_train_killed_mid_epoch_continues_to_the_same_weights(data, tmp_path):
 
 
 def test_resume_auto_without_a_checkpoint_starts_the_run(data, tmp_path):
-    cmd = [sys.executable, 'train.py', '-j', '0', *options(data, tmp_path, '--resume', 'auto',
+    cmd = [PY, 'train.py', '-j', '0', *options(data, tmp_path, '--resume', 'auto',
                                                             '--epochs', '1')]
     out = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr

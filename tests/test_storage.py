@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import make_config
+from conftest import PY  # noqa: E402  (a fast python: tests/forkserver.py)
 from tools.build_lmdb import build_split
 from utils.list_file import write_list
 from utils.storage import (STORAGE_KINDS, DamagedDatabaseError, FolderStorage, FrameReadError,
@@ -152,9 +153,9 @@ def test_damaged_database_is_one_line_not_a_signal(frame_dataset):
     env = dict(os.environ, PYTHONPATH=root)
     run = functools.partial(subprocess.run, capture_output=True, text=True, env=env,
                             timeout=120, cwd=root)
-    _one_error_line(run([sys.executable, 'tools/check_dataset.py', '--root', frame_dataset,
+    _one_error_line(run([PY, 'tools/check_dataset.py', '--root', frame_dataset,
                          '--split', 'val', '--use_lmdb', '-q']), 'val.lmdb', 'build_lmdb.py')
-    _one_error_line(run([sys.executable, 'train.py', '--datadir', frame_dataset, '--use_lmdb',
+    _one_error_line(run([PY, 'train.py', '--datadir', frame_dataset, '--use_lmdb',
                          '--input_size', '16', '--groups', '4', '-b', '2', '-j', '2',
                          '--epochs', '1', '--backbone_net', 'resnet', '-d', '18',
                          '--no_imagenet_pretrained', '--logdir',

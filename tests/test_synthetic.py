@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import PY  # (a fast python: tests/forkserver.py)
 from PIL import Image
 
 import utils.synthetic as synthetic
@@ -226,11 +228,11 @@ def test_refuses_a_folder_it_did_not_write(tmp_path):
 
 
 def test_command_line_matches_generate(tmp_path):
-    out = subprocess.run([sys.executable, TOOL, '--help'], capture_output=True, text=True)
+    out = subprocess.run([PY, TOOL, '--help'], capture_output=True, text=True)
     assert out.returncode == 0 and '--videos_per_class' in out.stdout
     assert 'moving_left' in out.stdout
     root = str(tmp_path / 'cli')
-    subprocess.run([sys.executable, TOOL, '--root', root, '--seed', '5', '--videos_per_class',
+    subprocess.run([PY, TOOL, '--root', root, '--seed', '5', '--videos_per_class',
                     '2', '--val_per_class', '1', '--height', '32', '--width', '40',
                     '--min_frames', '8', '--max_frames', '10', '--classes', '2', '-q'],
                    check=True, capture_output=True)
@@ -294,7 +296,7 @@ def test_library_and_command_line_layers():
 def test_command_line_runs_from_any_folder_and_reports_errors(tmp_path):
     """The tool finds the toolkit from its own path (not the working directory), and a bad
     option is one error line and exit status 1."""
-    out = subprocess.run([sys.executable, TOOL, '--root', str(tmp_path / 'x'), '--classes',
+    out = subprocess.run([PY, TOOL, '--root', str(tmp_path / 'x'), '--classes',
                           '99', '-q'], capture_output=True, text=True, cwd=str(tmp_path))
     assert out.returncode == 1 and out.stderr == 'error: classes must be 1..12, got 99\n'
     assert not (tmp_path / 'x').exists()

@@ -49,7 +49,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = sys.executable or 'python3'
+# The interpreter of the steps: $PYTHON as for gpu_check.sh (the tests give a fast-starting
+# one), else this one.
+PY = os.environ.get('PYTHON') or sys.executable or 'python3'
 RESULT_OK, RESULT_FAIL, RESULT_SKIP = 'ok', 'FAIL', 'skipped'
 TOLERANCE = 1e-3                   # max |CPU - CUDA| of the fused logits
 COMPARE_VIDEOS = 4                 # videos the CPU and CUDA evaluations share
